@@ -1,0 +1,38 @@
+using BackendTls.Policy.Model;
+
+namespace BackendTls.Policy.Rendering;
+
+/// <summary>Condition types and reasons of Gateway API's PolicyAncestorStatus for BackendTLSPolicy.</summary>
+public static class PolicyReasons
+{
+    public const string Accepted = "Accepted";
+    public const string Conflicted = "Conflicted";
+    public const string Invalid = "Invalid";
+    public const string TargetNotFound = "TargetNotFound";
+    public const string NoValidCACertificate = "NoValidCACertificate";
+    public const string ResolvedRefs = "ResolvedRefs";
+    public const string InvalidCACertificateRef = "InvalidCACertificateRef";
+    public const string InvalidKind = "InvalidKind";
+}
+
+/// <summary>One condition, as it goes into status.ancestors[].conditions.</summary>
+public sealed record PolicyCondition(string Type, bool Status, string Reason, string Message);
+
+/// <summary>What render decided about one BackendTLSPolicy: its two conditions and what it applies to.</summary>
+public sealed record PolicyResult(
+    ObjectRef Policy,
+    long Generation,
+    PolicyCondition Accepted,
+    PolicyCondition ResolvedRefs,
+    IReadOnlyList<string> AppliedTargets,
+    IReadOnlyList<string> Warnings)
+{
+    public bool IsAccepted => Accepted.Status;
+}
+
+/// <summary>The output of render: the sidecar's files plus the decision for every policy.</summary>
+public sealed record RenderResult(
+    SidecarConfig Config,
+    IReadOnlyDictionary<string, string> Files,
+    IReadOnlyList<PolicyResult> Policies,
+    IReadOnlyList<string> Notes);

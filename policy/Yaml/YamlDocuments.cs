@@ -1,0 +1,117 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+
+namespace BackendTls.Policy.Yaml;
+
+/// <summary>
+/// Converts between YAML and <see cref="JsonNode"/>. Kubernetes manifests and our config file are read
+/// through this so the rest of the code works on one tree type, without reflection (AOT-safe).
+/// </summary>
+public static class YamlDocuments
+{
+    /// <summary>Parses every document of a (multi-document) YAML or JSON text. Empty documents are skipped.</summary>
+    /// <exception cref="YamlFormatException">The text is not valid YAML; the message has line and column.</exception>
+    public static IReadOnlyList<JsonNode> Parse(string text, string sourceName)
+    {
+        var stream = new YamlStream();
+        try
+        {
+            stream.Load(new StringReader(text));
+        }
+        catch (YamlException e)
+        {
+            throw new YamlFormatException(
+                $"{sourceName}: line {e.Start.Line}, column {e.Start.Column}: {e.Message}", e);
+        }
+
+        var documents = new List<JsonNode>(stream.Documents.Count);
+        foreach (var document in stream.Documents)
+        {
+            if (ToJson(document.RootNode) is { } node)
+            {
+                documents.Add(node);
+            }
+        }
+
+        return documents;
+    }
+
+    /// <summary>
+    /// Scalars become JSON strings (numbers too): consumers read numbers with
+    /// <c>AllowReadingFromString</c>, so <c>port: 8443</c> and <c>port: "8443"</c> mean the same.
+    /// </summary>
+    private static JsonNode? ToJson(YamlNode node) => node switch
+    {
+        YamlMappingNode mapping => ToJsonObject(mapping),
+        YamlSequenceNode sequence => new JsonArray(sequence.Children.Select(ToJson).ToArray()),
+        YamlScalarNode scalar => ScalarToJson(scalar),
+        _ => null,
+    };
+
+    private static JsonObject ToJsonObject(YamlMappingNode mapping)
+    {
+        var result = new JsonObject();
+        foreach (var (key, value) in mapping.Children)
+        {
+            var name = (key as YamlScalarNode)?.Value ?? key.ToString();
+            // Last key wins, as in kubectl; duplicates are rare and not worth failing on.
+            result[name] = ToJson(value);
+        }
+
+        return result;
+    }
+
+    private static JsonValue? ScalarToJson(YamlScalarNode scalar)
+    {
+        var isPlain = scalar.Style is ScalarStyle.Plain or ScalarStyle.Any;
+        if (isPlain && scalar.Value is null or "" or "~" or "null" or "Null" or "NULL")
+        {
+            return null;
+        }
+
+        return JsonValue.Create(scalar.Value ?? string.Empty);
+    }
+
+    /// <summary>Writes a JSON tree as block-style YAML, quoting strings that would read as another type.</summary>
+    public static string ToYaml(JsonNode node)
+    {
+        var stream = new YamlStream(new YamlDocument(ToYamlNode(node)));
+        using var writer = new StringWriter(CultureInfo.InvariantCulture);
+        stream.Save(writer, assignAnchors: false);
+        var text = writer.ToString();
+        // YamlDotNet ends a saved stream with a document-end marker; drop it for a clean file.
+        return text.EndsWith("...\n", StringComparison.Ordinal) ? text[..^4] : text;
+    }
+
+    private static YamlNode ToYamlNode(JsonNode? node) => node switch
+    {
+        JsonObject obj => new YamlMappingNode(
+            obj.Select(p => new KeyValuePair<YamlNode, YamlNode>(new YamlScalarNode(p.Key), ToYamlNode(p.Value)))),
+        JsonArray array => new YamlSequenceNode(array.Select(ToYamlNode)),
+        null => new YamlScalarNode("null") { Style = ScalarStyle.Plain },
+        JsonValue value when value.TryGetValue<string>(out var s) => StringScalar(s),
+        JsonValue value => new YamlScalarNode(value.ToJsonString()) { Style = ScalarStyle.Plain },
+        _ => throw new ArgumentOutOfRangeException(nameof(node)),
+    };
+
+    private static YamlScalarNode StringScalar(string value)
+    {
+        // Multi-line values (PEM) read best as literal blocks.
+        if (value.Contains('\n', StringComparison.Ordinal))
+        {
+            return new YamlScalarNode(value) { Style = ScalarStyle.Literal };
+        }
+
+        return new YamlScalarNode(value) { Style = NeedsQuotes(value) ? ScalarStyle.DoubleQuoted : ScalarStyle.Any };
+    }
+
+    private static bool NeedsQuotes(string value) =>
+        value.Length == 0
+        || double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out _)
+        || value is "true" or "false" or "null" or "~" or "yes" or "no" or "on" or "off";
+}
+
+/// <summary>A YAML text that could not be parsed.</summary>
+public sealed class YamlFormatException(string message, Exception inner) : Exception(message, inner);

@@ -1,0 +1,82 @@
+using System.Net;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
+using System.Text.Json;
+using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+
+namespace BackendTls.Sidecar.Demo;
+
+/// <summary>
+/// A TLS backend on loopback that answers every request with what it saw: the SNI, the ALPN protocol,
+/// the Host header and the path, like the Gateway API conformance echo server. Used by the demo and tests.
+/// </summary>
+internal sealed class EchoBackend : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+
+    private EchoBackend(WebApplication app, int port)
+    {
+        _app = app;
+        Port = port;
+    }
+
+    public int Port { get; }
+
+    public static async Task<EchoBackend> StartAsync(
+        X509Certificate2 certificate,
+        X509Certificate2Collection? chain = null,
+        SslProtocols protocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+        HttpProtocols httpProtocols = HttpProtocols.Http1AndHttp2)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.Listen(IPAddress.Loopback, 0, listen =>
+            {
+                listen.Protocols = httpProtocols;
+                listen.UseHttps(new HttpsConnectionAdapterOptions
+                {
+                    ServerCertificate = certificate,
+                    ServerCertificateChain = chain,
+                    SslProtocols = protocols,
+                });
+            });
+        });
+        var app = builder.Build();
+        app.Run(EchoAsync);
+        await app.StartAsync();
+        var address = app.Urls.First();
+        return new EchoBackend(app, new Uri(address).Port);
+    }
+
+    private static async Task EchoAsync(HttpContext context)
+    {
+        var tls = context.Features.Get<Microsoft.AspNetCore.Connections.Features.ITlsHandshakeFeature>();
+        var body = context.Request.ContentLength is > 0 || context.Request.Headers.TransferEncoding.Count > 0
+            ? await new StreamReader(context.Request.Body).ReadToEndAsync(context.RequestAborted)
+            : string.Empty;
+        context.Response.ContentType = "application/json";
+        await using var json = new Utf8JsonWriter(context.Response.Body, new JsonWriterOptions { Indented = true });
+        json.WriteStartObject();
+        // ITlsHandshakeFeature.HostName is only filled in with SNI-based certificate selection.
+        json.WriteString("sni", context.Features.Get<ISslStreamFeature>()?.SslStream.TargetHostName);
+        json.WriteString("tlsProtocol", tls?.Protocol.ToString());
+        json.WriteString("httpProtocol", context.Request.Protocol);
+        json.WriteString("method", context.Request.Method);
+        json.WriteString("host", context.Request.Host.Value);
+        json.WriteString("path", context.Request.Path.Value + context.Request.QueryString.Value);
+        json.WriteString("xForwardedFor", context.Request.Headers["X-Forwarded-For"].ToString());
+        json.WriteString("xForwardedProto", context.Request.Headers["X-Forwarded-Proto"].ToString());
+        json.WriteNumber("bodyLength", body.Length);
+        json.WriteEndObject();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+    }
+}

@@ -1,0 +1,253 @@
+using System.Net;
+using System.Net.Security;
+using BackendTls.Policy.Loading;
+using BackendTls.Policy.Validation;
+using BackendTls.Sidecar.Admin;
+using BackendTls.Sidecar.Logging;
+using BackendTls.Sidecar.Tls;
+using Prometheus;
+
+namespace BackendTls.Sidecar.Forwarding;
+
+/// <summary>
+/// The runtime side of one configured target: its connection pool, TLS options and metric series.
+/// Reused across reloads while its config fingerprint is unchanged (pools stay warm); otherwise retired
+/// and disposed once its last in-flight request ends, so a reload never cuts a request.
+/// </summary>
+internal sealed class UpstreamTarget : IDisposable
+{
+    private const int ProtocolUnknown = 0;
+    private const int ProtocolHttp11 = 1;
+    private const int ProtocolHttp2 = 2;
+
+    private readonly SidecarMetrics _metrics;
+    private readonly ILogger _logger;
+    private readonly SslClientAuthenticationOptions _sslOptions;
+    private int _protocol;
+    private int _inFlight;
+    private int _retired;
+    private int _disposed;
+
+    public UpstreamTarget(LoadedTarget config, UpstreamSettings settings, SidecarMetrics metrics, ILogger logger)
+    {
+        Config = config;
+        Id = config.Id;
+        Sni = config.Hostname;
+        _metrics = metrics;
+        _logger = logger;
+        // HTTP/1.1: TLS is added by the connector. HTTP/2: the handler does TLS; SNI comes from the URI host.
+        BaseUri = "http://" + config.Address;
+        Http2BaseUri = $"https://{config.Hostname}:{config.Service.Port}";
+        var colon = config.Address.LastIndexOf(':');
+        AddressEndPoint = new DnsEndPoint(config.Address[..colon].Trim('[', ']'), int.Parse(config.Address.AsSpan(colon + 1), System.Globalization.CultureInfo.InvariantCulture));
+        RequestDuration = metrics.RequestDuration.WithLabels(Id);
+        OpenConnections = metrics.OpenConnections.WithLabels(Id);
+        _protocol = config.Tls.Alpn switch
+        {
+            AlpnMode.Http2Only => ProtocolHttp2,
+            AlpnMode.Http11Only => ProtocolHttp11,
+            _ => ProtocolUnknown,
+        };
+
+        if (config.CaBundles.Count > 0)
+        {
+            metrics.CaExpiry.WithLabels(Id).Set(config.EarliestCaExpiry!.Value.ToUnixTimeSeconds());
+        }
+
+        if (config.Trust == TrustMode.FailClosed)
+        {
+            _sslOptions = new SslClientAuthenticationOptions();
+            return;
+        }
+
+        _sslOptions = new BackendCertificateVerifier(config, RecordVerificationFailure).CreateSslOptions();
+        Connector = new UpstreamConnector(this, settings, logger);
+        Http11Invoker = new HttpMessageInvoker(CreateHandler(settings, Connector.ConnectTlsAsync, null, null), disposeHandler: true);
+        Http2Invoker = new HttpMessageInvoker(
+            CreateHandler(settings, Connector.ConnectTcpAsync, Connector.AfterHandshakeAsync, SslOptionsFor(http2: true)), disposeHandler: true);
+    }
+
+    private static SocketsHttpHandler CreateHandler(
+        UpstreamSettings settings,
+        Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>> connect,
+        Func<SocketsHttpPlaintextStreamFilterContext, CancellationToken, ValueTask<Stream>>? afterHandshake,
+        SslClientAuthenticationOptions? ssl)
+    {
+        var handler = new SocketsHttpHandler
+        {
+            UseProxy = false,
+            AllowAutoRedirect = false,
+            AutomaticDecompression = DecompressionMethods.None,
+            UseCookies = false,
+            ActivityHeadersPropagator = null, // a proxy forwards trace headers as they come
+            EnableMultipleHttp2Connections = true,
+            PooledConnectionIdleTimeout = settings.IdleTimeout,
+            // Re-resolve Service DNS now and then; a Service's ClusterIP rarely changes but may.
+            PooledConnectionLifetime = TimeSpan.FromMinutes(10),
+            // Backstop only: the connector enforces the connect and handshake timeouts itself.
+            ConnectTimeout = settings.ConnectTimeout + settings.HandshakeTimeout + TimeSpan.FromSeconds(1),
+            ConnectCallback = connect,
+        };
+        if (afterHandshake is not null)
+        {
+            handler.PlaintextStreamFilter = afterHandshake;
+        }
+
+        if (ssl is not null)
+        {
+            handler.SslOptions = ssl;
+        }
+
+        return handler;
+    }
+
+    public LoadedTarget Config { get; }
+
+    public string Id { get; }
+
+    public string Sni { get; }
+
+    /// <summary><c>http://service-address:port</c> for the HTTP/1.1 lane; the request path is appended.</summary>
+    public string BaseUri { get; }
+
+    /// <summary><c>https://hostname:port</c> for the HTTP/2 lane.</summary>
+    public string Http2BaseUri { get; }
+
+    public DnsEndPoint AddressEndPoint { get; }
+
+    public UpstreamConnector? Connector { get; }
+
+    public HttpMessageInvoker? Http11Invoker { get; }
+
+    public HttpMessageInvoker? Http2Invoker { get; }
+
+    public bool IsFailClosed => Http11Invoker is null;
+
+    public Histogram.Child RequestDuration { get; }
+
+    public Gauge.Child OpenConnections { get; }
+
+    /// <summary>HTTP/2 once the backend chose h2 in ALPN (or h2 is all the policy allows), else HTTP/1.1.</summary>
+    public bool UseHttp2 => Volatile.Read(ref _protocol) == ProtocolHttp2;
+
+    /// <summary>Options for one handshake, with ALPN for the HTTP version the connection is opened for.</summary>
+    public SslClientAuthenticationOptions SslOptionsFor(bool http2)
+    {
+        var protocols = http2
+            ? Http2Alpn
+            : Volatile.Read(ref _protocol) == ProtocolUnknown ? BothAlpn : Http11Alpn;
+        return new SslClientAuthenticationOptions
+        {
+            TargetHost = _sslOptions.TargetHost,
+            EnabledSslProtocols = _sslOptions.EnabledSslProtocols,
+            CertificateRevocationCheckMode = _sslOptions.CertificateRevocationCheckMode,
+            CertificateChainPolicy = _sslOptions.CertificateChainPolicy,
+            RemoteCertificateValidationCallback = _sslOptions.RemoteCertificateValidationCallback,
+            ApplicationProtocols = protocols,
+        };
+    }
+
+    private static readonly List<SslApplicationProtocol> Http2Alpn = [SslApplicationProtocol.Http2];
+    private static readonly List<SslApplicationProtocol> Http11Alpn = [SslApplicationProtocol.Http11];
+    private static readonly List<SslApplicationProtocol> BothAlpn = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11];
+
+    public void OnHandshakeCompleted(SslStream ssl, TimeSpan duration)
+    {
+        if (Volatile.Read(ref _protocol) == ProtocolUnknown)
+        {
+            var h2 = ssl.NegotiatedApplicationProtocol == SslApplicationProtocol.Http2;
+            Interlocked.CompareExchange(ref _protocol, h2 ? ProtocolHttp2 : ProtocolHttp11, ProtocolUnknown);
+        }
+
+        _metrics.Handshakes.WithLabels(Id, "ok", "verified").Inc();
+        _metrics.HandshakeDuration.WithLabels(Id).Observe(duration.TotalSeconds);
+        if (ssl.RemoteCertificate is System.Security.Cryptography.X509Certificates.X509Certificate2 leaf)
+        {
+            var notAfter = new DateTimeOffset(leaf.NotAfter.ToUniversalTime());
+            _metrics.BackendCertificateExpiry.WithLabels(Id).Set(notAfter.ToUnixTimeSeconds());
+            if (_logger.IsEnabled(LogLevel.Debug))
+            {
+                Log.UpstreamVerified(_logger, Id, Sni, ssl.SslProtocol.ToString(), ssl.NegotiatedApplicationProtocol.ToString(),
+                    leaf.Subject, leaf.Issuer, notAfter);
+            }
+        }
+    }
+
+    private void RecordVerificationFailure(UpstreamTlsException failure)
+    {
+        _metrics.Handshakes.WithLabels(Id, "error", failure.Reason).Inc();
+        if (failure.Certificate is { } presented)
+        {
+            Log.UpstreamVerificationFailed(_logger, Id, failure.Reason, Sni, presented.Subject, presented.SanText,
+                presented.Issuer, presented.NotBefore, presented.NotAfter, failure.Detail);
+        }
+        else
+        {
+            Log.UpstreamConnectFailed(_logger, Id, Config.Address, Sni, failure.Reason, failure.Detail);
+        }
+    }
+
+    /// <summary>Counts a failed connection and returns the exception to throw.</summary>
+    public UpstreamTlsException RecordFailure(string reason, string detail, PresentedCertificate? certificate)
+    {
+        _metrics.Handshakes.WithLabels(Id, "error", reason).Inc();
+        return new UpstreamTlsException(reason, detail, certificate);
+    }
+
+    /// <summary>
+    /// Marks a request in flight. False once the target was retired and disposed: the caller then
+    /// resolves the target again from the current snapshot.
+    /// </summary>
+    public bool TryAcquire()
+    {
+        if (Interlocked.Increment(ref _inFlight) > 0)
+        {
+            return true;
+        }
+
+        Interlocked.Decrement(ref _inFlight);
+        return false;
+    }
+
+    public Lease LeaseAcquired() => new(this);
+
+    /// <summary>No new requests will come; dispose when the last in-flight one ends.</summary>
+    public void Retire()
+    {
+        Volatile.Write(ref _retired, 1);
+        DisposeIfIdle();
+    }
+
+    private void Release()
+    {
+        if (Interlocked.Decrement(ref _inFlight) == 0 && Volatile.Read(ref _retired) == 1)
+        {
+            DisposeIfIdle();
+        }
+    }
+
+    private void DisposeIfIdle()
+    {
+        // The sentinel makes every later TryAcquire fail, so nothing can start on a disposed pool.
+        if (Interlocked.CompareExchange(ref _inFlight, DisposedSentinel, 0) == 0)
+        {
+            Dispose();
+        }
+    }
+
+    private const int DisposedSentinel = int.MinValue / 2;
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            Http11Invoker?.Dispose();
+            Http2Invoker?.Dispose();
+        }
+    }
+
+    internal readonly struct Lease(UpstreamTarget target) : IDisposable
+    {
+        public void Dispose() => target.Release();
+    }
+}
