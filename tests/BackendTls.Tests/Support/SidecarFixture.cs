@@ -1,0 +1,122 @@
+using System.Net;
+using System.Net.Sockets;
+using BackendTls.Policy.Rendering;
+using BackendTls.Sidecar.Hosting;
+
+namespace BackendTls.Tests.Support;
+
+/// <summary>
+/// An in-process sidecar on loopback with its own config directory. Tests write the config (rendered from
+/// manifests, the way users do), start it, and talk plain HTTP to it.
+/// </summary>
+internal sealed class SidecarFixture : IAsyncDisposable
+{
+    private WebApplication? _app;
+
+    public SidecarFixture()
+    {
+        ConfigDir = Directory.CreateTempSubdirectory("backendtls-test-").FullName;
+        ListenPort = FreePort();
+        AdminPort = FreePort();
+        Client = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+    }
+
+    public string ConfigDir { get; }
+
+    public int ListenPort { get; }
+
+    public int AdminPort { get; }
+
+    public HttpClient Client { get; }
+
+    public Dictionary<string, string> Resolve { get; } = new(StringComparer.OrdinalIgnoreCase);
+
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    public string ProxyUrl => $"http://127.0.0.1:{ListenPort}";
+
+    public string AdminUrl => $"http://127.0.0.1:{AdminPort}";
+
+    /// <summary>Renders manifests into the config directory, as <c>backendtls-sidecar render -o</c> does.</summary>
+    public RenderResult Render(string yaml)
+    {
+        var result = PolicyRenderer.RenderYaml([("test.yaml", yaml)]);
+        WriteFiles(result.Files);
+        return result;
+    }
+
+    public void WriteFiles(IReadOnlyDictionary<string, string> files)
+    {
+        foreach (var (name, content) in files.OrderBy(f => f.Key == "backendtls.yaml"))
+        {
+            var path = Path.Combine(ConfigDir, name);
+            File.WriteAllText(path + ".tmp", content);
+            File.Move(path + ".tmp", path, overwrite: true);
+        }
+    }
+
+    public async Task StartAsync()
+    {
+        var options = new SidecarOptions
+        {
+            ConfigDir = ConfigDir,
+            Listen = new IPEndPoint(IPAddress.Loopback, ListenPort),
+            Admin = new IPEndPoint(IPAddress.Loopback, AdminPort),
+            Resolve = Resolve,
+            HandshakeTimeout = HandshakeTimeout,
+            ConnectTimeout = ConnectTimeout,
+            ReloadPollInterval = TimeSpan.FromMilliseconds(200),
+            LogLevel = LogLevel.Warning,
+        };
+        _app = SidecarHost.Build(options, logging => logging.ClearProviders());
+        await _app.StartAsync();
+    }
+
+    /// <summary>Sends a GET with the given Host header through the sidecar.</summary>
+    public async Task<HttpResponseMessage> GetAsync(string host, string path = "/")
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, ProxyUrl + path);
+        request.Headers.Host = host;
+        return await Client.SendAsync(request);
+    }
+
+    public Task<string> MetricsAsync() => Client.GetStringAsync(AdminUrl + "/metrics");
+
+    /// <summary>Waits (bounded) until the condition holds, polling; fails the test with the message otherwise.</summary>
+    public static async Task EventuallyAsync(Func<Task<bool>> condition, string message, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(10));
+        while (DateTime.UtcNow < deadline)
+        {
+            if (await condition())
+            {
+                return;
+            }
+
+            await Task.Delay(50);
+        }
+
+        Assert.Fail("timed out: " + message);
+    }
+
+    public static int FreePort()
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)socket.LocalEndPoint!).Port;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_app is not null)
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+
+        Client.Dispose();
+        Directory.Delete(ConfigDir, recursive: true);
+    }
+}
