@@ -26,7 +26,7 @@ internal sealed class CertificateAuthority : IDisposable
         request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
         request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
         var certificate = request.CreateSelfSigned(
-            notBefore ?? DateTimeOffset.UtcNow.AddDays(-1),
+            notBefore ?? DateTimeOffset.UtcNow.AddYears(-1), // room for backdated leaves (expiry tests)
             notAfter ?? DateTimeOffset.UtcNow.AddYears(1));
         return new CertificateAuthority(certificate);
     }
@@ -40,7 +40,7 @@ internal sealed class CertificateAuthority : IDisposable
         request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
         request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
         request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(Certificate, true, false));
-        using var signed = request.Create(Certificate, DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddYears(1), NewSerial());
+        using var signed = request.Create(Certificate, Certificate.NotBefore, Certificate.NotAfter, NewSerial());
         return new CertificateAuthority(signed.CopyWithPrivateKey(key));
     }
 

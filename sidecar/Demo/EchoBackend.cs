@@ -4,6 +4,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using System.Net.Security;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 
 namespace BackendTls.Sidecar.Demo;
@@ -37,11 +38,23 @@ internal sealed class EchoBackend : IAsyncDisposable
             kestrel.Listen(IPAddress.Loopback, 0, listen =>
             {
                 listen.Protocols = httpProtocols;
-                listen.UseHttps(new HttpsConnectionAdapterOptions
+                // The callback form serves any certificate as given (even a clientAuth-only one, which the
+                // certificate form refuses), so tests can present broken certificates.
+                var context = SslStreamCertificateContext.Create(certificate, chain ?? [], offline: true);
+                List<SslApplicationProtocol> alpn = httpProtocols switch
                 {
-                    ServerCertificate = certificate,
-                    ServerCertificateChain = chain,
-                    SslProtocols = protocols,
+                    HttpProtocols.Http1 => [SslApplicationProtocol.Http11],
+                    HttpProtocols.Http2 => [SslApplicationProtocol.Http2],
+                    _ => [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11],
+                };
+                listen.UseHttps(new TlsHandshakeCallbackOptions
+                {
+                    OnConnection = _ => ValueTask.FromResult(new SslServerAuthenticationOptions
+                    {
+                        ServerCertificateContext = context,
+                        EnabledSslProtocols = protocols,
+                        ApplicationProtocols = alpn,
+                    }),
                 });
             });
         });
