@@ -80,9 +80,14 @@ public static class YamlDocuments
         var stream = new YamlStream(new YamlDocument(ToYamlNode(node)));
         using var writer = new StringWriter(CultureInfo.InvariantCulture);
         stream.Save(writer, assignAnchors: false);
-        var text = writer.ToString();
-        // YamlDotNet ends a saved stream with a document-end marker; drop it for a clean file.
-        return text.EndsWith("...\n", StringComparison.Ordinal) ? text[..^4] : text;
+        // YamlDotNet may end a saved stream with a document-end marker; drop it for a clean file.
+        var text = writer.ToString().TrimEnd();
+        if (text.EndsWith("...", StringComparison.Ordinal))
+        {
+            text = text[..^3].TrimEnd();
+        }
+
+        return text + "\n";
     }
 
     private static YamlNode ToYamlNode(JsonNode? node) => node switch

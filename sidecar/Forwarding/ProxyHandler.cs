@@ -23,6 +23,9 @@ namespace BackendTls.Sidecar.Forwarding;
 internal sealed class ProxyHandler(IProxySnapshotSource snapshots, SidecarMetrics metrics, ILogger<ProxyHandler> logger)
 {
     public const string ErrorHeader = "x-backendtls-error";
+
+    // Error bodies are read by people (curl) as much as by tools: keep quotes and <> unescaped.
+    private static readonly JsonWriterOptions ErrorJsonOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
     private const int CopyBufferSize = 64 * 1024;
     private static readonly string[] StatusText = Enumerable.Range(0, 600).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
 
@@ -283,7 +286,7 @@ internal sealed class ProxyHandler(IProxySnapshotSource snapshots, SidecarMetric
         context.Response.Headers[ErrorHeader] = reason;
         context.Response.ContentType = "application/json; charset=utf-8";
         var buffer = new ArrayBufferWriter<byte>(512);
-        using (var json = new Utf8JsonWriter(buffer))
+        using (var json = new Utf8JsonWriter(buffer, ErrorJsonOptions))
         {
             json.WriteStartObject();
             json.WriteString("error", reason);
