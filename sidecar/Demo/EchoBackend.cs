@@ -68,6 +68,11 @@ internal sealed class EchoBackend : IAsyncDisposable
     private static async Task EchoAsync(HttpContext context)
     {
         var tls = context.Features.Get<Microsoft.AspNetCore.Connections.Features.ITlsHandshakeFeature>();
+        if (int.TryParse(context.Request.Query["delayMs"], out var delay))
+        {
+            await Task.Delay(delay, context.RequestAborted); // a slow backend, for drain tests
+        }
+
         var body = context.Request.ContentLength is > 0 || context.Request.Headers.TransferEncoding.Count > 0
             ? await new StreamReader(context.Request.Body).ReadToEndAsync(context.RequestAborted)
             : string.Empty;

@@ -35,6 +35,10 @@ internal sealed class SidecarFixture : IAsyncDisposable
 
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
+    public TimeSpan RequestHeadersTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
     public string ProxyUrl => $"http://127.0.0.1:{ListenPort}";
 
     public string AdminUrl => $"http://127.0.0.1:{AdminPort}";
@@ -67,11 +71,21 @@ internal sealed class SidecarFixture : IAsyncDisposable
             Resolve = Resolve,
             HandshakeTimeout = HandshakeTimeout,
             ConnectTimeout = ConnectTimeout,
+            RequestHeadersTimeout = RequestHeadersTimeout,
+            DrainTimeout = DrainTimeout,
             ReloadPollInterval = TimeSpan.FromMilliseconds(200),
             LogLevel = LogLevel.Warning,
         };
         _app = SidecarHost.Build(options, logging => logging.ClearProviders());
         await _app.StartAsync();
+    }
+
+    /// <summary>Stops the host the way SIGTERM does (stop accepting, drain in-flight requests).</summary>
+    public async Task StopAsync()
+    {
+        await _app!.StopAsync();
+        await _app.DisposeAsync();
+        _app = null;
     }
 
     /// <summary>Sends a GET with the given Host header through the sidecar.</summary>
