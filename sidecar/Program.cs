@@ -27,6 +27,12 @@ switch (command)
             await Console.Error.WriteLineAsync($"backendtls-sidecar: {e.Message}");
             return 2;
         }
+        catch (IOException e) when (e.Message.Contains("bind", StringComparison.OrdinalIgnoreCase))
+        {
+            // Kestrel's message names the address; a stack trace would add nothing for the reader.
+            await Console.Error.WriteLineAsync($"backendtls-sidecar: {e.Message} Choose another port with --listen/--admin.");
+            return 1;
+        }
 
     case "render":
         return RenderCommand.Run(rest, Console.In, Console.Out, Console.Error);
