@@ -38,6 +38,8 @@ switch (command)
         return RenderCommand.Run(rest, Console.In, Console.Out, Console.Error);
     case "demo":
         return await DemoCommand.RunAsync(rest, Console.Out);
+    case "wait":
+        return await WaitCommand.RunAsync(rest, Console.Error);
     default:
         await Console.Error.WriteLineAsync($"backendtls-sidecar: unknown command \"{command}\"\n\n{SidecarOptions.Usage}");
         return 2;

@@ -41,6 +41,14 @@ public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClus
         {
             configBytes = File.ReadAllBytes(configPath);
         }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            // The injected pod mounts the policy ConfigMap as optional: until a BackendTLSPolicy exists there is
+            // no file. That is a valid, empty config (every request is answered 404), not an error.
+            var warning = $"{Path.Combine(directory.Path, SidecarConfig.FileName)} does not exist: no policies yet, so no targets. " +
+                          "Mount the policy ConfigMap there, or run `backendtls-sidecar render` to create one.";
+            return new LoadOutcome(new LoadedConfig([], "empty", [warning], directory.Path), []);
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             return Fail($"{Path.Combine(directory.Path, SidecarConfig.FileName)}: cannot read: {e.Message}. " +

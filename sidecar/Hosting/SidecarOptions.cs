@@ -49,6 +49,7 @@ internal sealed record SidecarOptions
         backendtls-sidecar [run] [options]     proxy plain HTTP to backends over verified TLS
         backendtls-sidecar render [options]    turn BackendTLSPolicy manifests into a config directory
         backendtls-sidecar demo                run a self-contained demo on loopback (no cluster needed)
+        backendtls-sidecar wait [--url U] [--timeout S]   exit 0 once the sidecar is ready (postStart hook)
 
         run options (flag, or environment variable BACKENDTLS_<NAME> with - as _):
           --config-dir DIR              policy directory (ConfigMap mount)   [/etc/backendtls/config]

@@ -92,10 +92,14 @@ public sealed class ConfigLoaderTests : IDisposable
     }
 
     [Fact]
-    public void NoConfigFile_SaysHowToCreateOne()
+    public void NoConfigFile_IsAnEmptyConfig_WithAWarningThatSaysHowToCreateOne()
     {
-        var outcome = new ConfigLoader().Load(new ConfigDirectory(_dir));
-        Assert.Contains(outcome.Errors, e => e.Contains("render", StringComparison.Ordinal));
+        // An optional ConfigMap that does not exist yet: the sidecar must become ready (and forward nothing).
+        var outcome = new ConfigLoader().Load(new ConfigDirectory(Path.Combine(_dir, "not-mounted")));
+
+        Assert.True(outcome.Succeeded);
+        Assert.Empty(outcome.Config!.Targets);
+        Assert.Contains(outcome.Config.Warnings, w => w.Contains("render", StringComparison.Ordinal));
     }
 
     [Fact]
