@@ -6,18 +6,21 @@ cd "$(dirname "$0")/.."
 results="artifacts/test-results"
 rm -rf "$results"
 dotnet test Sidecar.sln -c Release --nologo \
-  --logger "trx;LogFileName=results.trx" --logger "console;verbosity=normal" \
+  --logger trx --logger "console;verbosity=normal" \
   --results-directory "$results" -- RunConfiguration.TestSessionTimeout=1500000
 status=$?
-trx=$(find "$results" -name '*.trx' | head -n 1)
-if [ -z "$trx" ]; then
+mapfile -t trxs < <(find "$results" -name '*.trx')
+if [ ${#trxs[@]} -eq 0 ]; then
   echo "no test results were written (build failure?)"
   echo "0 passed, 1 failed, 0 skipped"
   exit 1
 fi
-counters=$(grep -o '<Counters [^>]*>' "$trx")
-get() { echo "$counters" | grep -o "$1=\"[0-9]*\"" | grep -o '[0-9]*'; }
-total=$(get total); passed=$(get passed); failed=$(get failed)
+total=0; passed=0; failed=0
+for trx in "${trxs[@]}"; do
+  counters=$(grep -o '<Counters [^>]*>' "$trx")
+  get() { echo "$counters" | grep -o " $1=\"[0-9]*\"" | grep -o '[0-9]*'; }
+  total=$((total + $(get total))); passed=$((passed + $(get passed))); failed=$((failed + $(get failed)))
+done
 skipped=$((total - passed - failed))
 echo "$passed passed, $failed failed, $skipped skipped"
 if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ]; then exit 1; fi

@@ -1,0 +1,154 @@
+using System.Text.Json.Nodes;
+using BackendTls.Policy.Yaml;
+using BackendTls.Webhook.Hosting;
+using BackendTls.Webhook.Injection;
+
+namespace BackendTls.Webhook.Cli;
+
+/// <summary>
+/// <c>backendtls-webhook inject -f FILE...</c>: injects the sidecar into manifests offline, like
+/// <c>istioctl kube-inject</c> and <c>linkerd inject</c>, with the webhook's own code. Reads Pods and
+/// workloads with a pod template (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, ...),
+/// Lists and multi-document files; writes everything back, other objects unchanged. The namespace
+/// label is not consulted (asking is opting in); opt-outs, system namespaces and hostNetwork still apply.
+/// </summary>
+internal static class InjectCommand
+{
+    public static int Run(IReadOnlyList<string> args, TextReader stdin, TextWriter stdout, TextWriter stderr)
+    {
+        var files = new List<string>();
+        var rest = new List<string>();
+        for (var i = 0; i < args.Count; i++)
+        {
+            if (args[i] is "-f" or "--filename" && i + 1 < args.Count)
+            {
+                files.Add(args[++i]);
+            }
+            else
+            {
+                rest.Add(args[i]);
+            }
+        }
+
+        if (files.Count == 0)
+        {
+            stderr.WriteLine("inject: give at least one -f FILE ('-' for stdin)\n\n" + WebhookOptions.Usage);
+            return 2;
+        }
+
+        InjectorSettings settings;
+        try
+        {
+            settings = WebhookOptions.Parse(rest, _ => null).Injector;
+        }
+        catch (ArgumentException e)
+        {
+            stderr.WriteLine($"inject: {e.Message}");
+            return 2;
+        }
+
+        var output = new List<string>();
+        foreach (var file in files)
+        {
+            IReadOnlyList<JsonNode> documents;
+            try
+            {
+                documents = YamlDocuments.Parse(file == "-" ? stdin.ReadToEnd() : File.ReadAllText(file), file, typedScalars: true);
+            }
+            catch (Exception e) when (e is YamlFormatException or IOException or UnauthorizedAccessException)
+            {
+                stderr.WriteLine($"inject: {e.Message}");
+                return 2;
+            }
+
+            foreach (var document in documents)
+            {
+                var result = InjectDocument(document, settings);
+                foreach (var line in result.Messages)
+                {
+                    stderr.WriteLine($"{file}: {line}");
+                }
+
+                output.Add(YamlDocuments.ToYaml(result.Document));
+            }
+        }
+
+        stdout.Write(string.Join("---\n", output));
+        return 0;
+    }
+
+    public sealed record DocumentResult(JsonNode Document, IReadOnlyList<string> Messages);
+
+    /// <summary>Injects every pod template in one document (recursing into Lists); the input is not modified.</summary>
+    public static DocumentResult InjectDocument(JsonNode document, InjectorSettings settings)
+    {
+        var copy = document.DeepClone();
+        var messages = new List<string>();
+        Visit(copy, settings, messages);
+        return new DocumentResult(copy, messages);
+    }
+
+    private static void Visit(JsonNode node, InjectorSettings settings, List<string> messages)
+    {
+        if (node is not JsonObject obj)
+        {
+            return;
+        }
+
+        var kind = (string?)obj["kind"];
+        var name = $"{kind} {(string?)obj["metadata"]?["namespace"] ?? "default"}/{(string?)obj["metadata"]?["name"]}";
+        if (kind is not null && kind.EndsWith("List", StringComparison.Ordinal) && obj["items"] is JsonArray items)
+        {
+            foreach (var item in items)
+            {
+                Visit(item!, settings, messages);
+            }
+
+            return;
+        }
+
+        var (parent, key) = kind switch
+        {
+            "Pod" => (null, null),
+            "CronJob" => (obj["spec"]?["jobTemplate"]?["spec"] as JsonObject, "template"),
+            "Deployment" or "StatefulSet" or "DaemonSet" or "ReplicaSet" or "ReplicationController" or "Job" or "DeploymentConfig"
+                => (obj["spec"] as JsonObject, "template"),
+            _ => ((JsonObject?)null, (string?)"-"),
+        };
+
+        if (key == "-")
+        {
+            return; // not a workload: written back unchanged
+        }
+
+        var pod = key is null ? obj : parent?[key] as JsonObject;
+        if (pod is null)
+        {
+            messages.Add($"{name}: no pod template found; left unchanged");
+            return;
+        }
+
+        var ns = (string?)obj["metadata"]?["namespace"];
+        var result = PodInjector.Inject(pod, ns, settings, NamespaceInjection.Enabled);
+        messages.AddRange(result.Warnings.Select(w => $"{name}: warning: {w}"));
+        if (result.Outcome == InjectionOutcome.Skipped)
+        {
+            messages.Add($"{name}: not injected: {result.Reason}");
+        }
+
+        if (!result.Changed)
+        {
+            return;
+        }
+
+        if (key is null)
+        {
+            obj["metadata"] = result.Pod["metadata"]!.DeepClone();
+            obj["spec"] = result.Pod["spec"]!.DeepClone();
+        }
+        else
+        {
+            parent![key] = result.Pod.DeepClone();
+        }
+    }
+}

@@ -1,0 +1,102 @@
+using System.Security.Authentication;
+using BackendTls.Webhook.Admin;
+using BackendTls.Webhook.Admission;
+using BackendTls.Webhook.Certificates;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+
+namespace BackendTls.Webhook.Hosting;
+
+/// <summary>
+/// The webhook's composition root: HTTPS listener (TLS 1.2+, certificate from <see cref="ICertificateSource"/>
+/// per handshake, so rotation needs no restart) serving <c>/mutate</c>, and a plain-HTTP listener for
+/// metrics and health.
+/// </summary>
+internal static class WebhookHost
+{
+    public static WebApplication Build(WebhookOptions options, Action<IServiceCollection>? configureServices = null, Action<ILoggingBuilder>? configureLogging = null)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
+        builder.Logging.ClearProviders();
+        if (options.LogFormat == "json")
+        {
+            builder.Logging.AddJsonConsole(o => o.UseUtcTimestamp = true);
+        }
+        else
+        {
+            builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
+        }
+
+        builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        configureLogging?.Invoke(builder.Logging);
+
+        builder.Services.AddSingleton(options);
+        builder.Services.AddSingleton(options.Injector);
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton<WebhookMetrics>();
+        builder.Services.AddSingleton<INamespaceInjectionSource, TrustSelectorNamespaceSource>();
+        builder.Services.AddSingleton<AdmissionHandler>();
+        builder.Services.AddSingleton<AdmissionEndpoint>();
+        builder.Services.AddSingleton(sp => new FileCertificateSource(options.CertificateFile, options.KeyFile,
+            sp.GetRequiredService<WebhookMetrics>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<FileCertificateSource>>()));
+        builder.Services.AddSingleton<ICertificateSource>(sp => sp.GetRequiredService<FileCertificateSource>());
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<FileCertificateSource>());
+        configureServices?.Invoke(builder.Services);
+
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            kestrel.Limits.MaxRequestBodySize = AdmissionEndpoint.MaxRequestBytes;
+            kestrel.Limits.RequestHeadersTimeout = TimeSpan.FromSeconds(5);
+            var certificates = kestrel.ApplicationServices.GetRequiredService<ICertificateSource>();
+            if (certificates is FileCertificateSource files)
+            {
+                files.Reload(); // before the first handshake
+            }
+
+            kestrel.Listen(options.Listen, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http1AndHttp2;
+                listen.UseHttps(https =>
+                {
+                    https.SslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13;
+                    // Asked on every handshake: a rotated certificate is used at once.
+                    https.ServerCertificateSelector = (_, _) => certificates.Current;
+                });
+            });
+            kestrel.Listen(options.Metrics, listen => listen.Protocols = HttpProtocols.Http1);
+        });
+
+        var app = builder.Build();
+        var endpoint = app.Services.GetRequiredService<AdmissionEndpoint>();
+        var metrics = app.Services.GetRequiredService<WebhookMetrics>();
+        var source = app.Services.GetRequiredService<ICertificateSource>();
+        var metricsPort = options.Metrics.Port;
+        app.Run(context =>
+        {
+            if (context.Connection.LocalPort != metricsPort)
+            {
+                return context.Request.Path == "/mutate"
+                    ? endpoint.HandleAsync(context)
+                    : Text(context, StatusCodes.Status404NotFound, "not found; the webhook serves POST /mutate\n");
+            }
+
+            return context.Request.Path.Value switch
+            {
+                "/metrics" => metrics.Registry.CollectAndExportAsTextAsync(context.Response.Body, context.RequestAborted),
+                "/healthz/live" => Text(context, StatusCodes.Status200OK, "ok\n"),
+                "/healthz/ready" => source.Problem is { } problem
+                    ? Text(context, StatusCodes.Status503ServiceUnavailable, $"not ready: {problem}\n")
+                    : Text(context, StatusCodes.Status200OK, "ready\n"),
+                _ => Text(context, StatusCodes.Status404NotFound, "not found; try /metrics /healthz/live /healthz/ready\n"),
+            };
+        });
+        return app;
+    }
+
+    private static Task Text(HttpContext context, int status, string text)
+    {
+        context.Response.StatusCode = status;
+        context.Response.ContentType = "text/plain; charset=utf-8";
+        return context.Response.WriteAsync(text, context.RequestAborted);
+    }
+}

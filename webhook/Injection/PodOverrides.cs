@@ -1,0 +1,146 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using k8s.Models;
+
+namespace BackendTls.Webhook.Injection;
+
+/// <summary>
+/// Applies a pod's <c>backendtls.io/*</c> annotations over the defaults. Each value is validated; an
+/// invalid one falls back to the default and becomes a warning that kubectl prints (never a silent
+/// ignore, never a rejected pod).
+/// </summary>
+internal static partial class PodOverrides
+{
+    public static InjectorSettings Apply(InjectorSettings defaults, IReadOnlyDictionary<string, string> annotations, ICollection<string> warnings)
+    {
+        var settings = defaults;
+        foreach (var (key, value) in annotations)
+        {
+            if (!key.StartsWith(InjectionLabels.Prefix, StringComparison.Ordinal) || key is InjectionLabels.Status or InjectionLabels.Inject)
+            {
+                continue;
+            }
+
+            string? problem = null;
+            switch (key)
+            {
+                case InjectionLabels.SidecarImage:
+                    if (ImagePattern().IsMatch(value))
+                    {
+                        settings = settings with { SidecarImage = value };
+                    }
+                    else
+                    {
+                        problem = "is not an image reference (e.g. registry.example.com/backendtls-sidecar:0.1.0)";
+                    }
+
+                    break;
+                case InjectionLabels.CpuRequest:
+                    settings = Quantity(value, q => settings with { CpuRequest = q }, ref problem) ?? settings;
+                    break;
+                case InjectionLabels.CpuLimit:
+                    settings = Quantity(value, q => settings with { CpuLimit = q }, ref problem) ?? settings;
+                    break;
+                case InjectionLabels.MemoryRequest:
+                    settings = Quantity(value, q => settings with { MemoryRequest = q }, ref problem) ?? settings;
+                    break;
+                case InjectionLabels.MemoryLimit:
+                    settings = Quantity(value, q => settings with { MemoryLimit = q }, ref problem) ?? settings;
+                    break;
+                case InjectionLabels.LogLevel:
+                    if (value is "Trace" or "Debug" or "Information" or "Warning" or "Error" or "Critical")
+                    {
+                        settings = settings with { LogLevel = value };
+                    }
+                    else
+                    {
+                        problem = "is not a log level (Trace, Debug, Information, Warning, Error, Critical)";
+                    }
+
+                    break;
+                case InjectionLabels.ListenPort:
+                    if (int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var port) && port is >= 1 and <= 65535 && port != InjectorSettings.AdminPort)
+                    {
+                        settings = settings with { ListenPort = port };
+                    }
+                    else
+                    {
+                        problem = $"is not a port (1-65535, not the admin port {InjectorSettings.AdminPort})";
+                    }
+
+                    break;
+                case InjectionLabels.PolicyConfigMap:
+                    if (BackendTls.Policy.Validation.Names.IsDns1123Subdomain(value))
+                    {
+                        settings = settings with { PolicyConfigMap = value };
+                    }
+                    else
+                    {
+                        problem = "is not a ConfigMap name (lower-case RFC 1123)";
+                    }
+
+                    break;
+                case InjectionLabels.NativeSidecar:
+                    if (bool.TryParse(value, out var native))
+                    {
+                        settings = settings with { NativeSidecar = native };
+                    }
+                    else
+                    {
+                        problem = "is not true or false";
+                    }
+
+                    break;
+                case InjectionLabels.DrainTimeout:
+                    if (ParseSeconds(value) is { } seconds)
+                    {
+                        settings = settings with { DrainTimeoutSeconds = seconds };
+                    }
+                    else
+                    {
+                        problem = "is not a duration (seconds, e.g. 30 or 30s, at most 3600)";
+                    }
+
+                    break;
+                default:
+                    warnings.Add($"annotation {key} is not known to the backendtls injector and is ignored; known: {string.Join(", ", InjectionLabels.Overrides)}");
+                    continue;
+            }
+
+            if (problem is not null)
+            {
+                warnings.Add($"annotation {key}=\"{value}\" {problem}; using the default");
+            }
+        }
+
+        return settings;
+    }
+
+    private static InjectorSettings? Quantity(string value, Func<string, InjectorSettings> apply, ref string? problem)
+    {
+        try
+        {
+            var quantity = new ResourceQuantity(value);
+            if (quantity.ToDecimal() > 0)
+            {
+                return apply(value);
+            }
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException or OverflowException)
+        {
+            // reported below
+        }
+
+        problem = "is not a positive Kubernetes quantity (e.g. 100m, 64Mi)";
+        return null;
+    }
+
+    private static int? ParseSeconds(string value)
+    {
+        var text = value.EndsWith('s') ? value[..^1] : value;
+        return int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var seconds) && seconds is >= 0 and <= 3600 ? seconds : null;
+    }
+
+    [GeneratedRegex(@"^[a-z0-9]+([._\-/:@][a-zA-Z0-9_.\-]+)*$")]
+    private static partial Regex ImagePattern();
+}
