@@ -1,0 +1,30 @@
+using System.Text.Json.Nodes;
+using BackendTls.Policy.Yaml;
+
+namespace BackendTls.Webhook.Tests.Support;
+
+internal static class Corpus
+{
+    public static string Directory => Path.Combine(AppContext.BaseDirectory, "Corpus");
+
+    public static IEnumerable<object[]> GatewayPods =>
+        System.IO.Directory.GetFiles(Directory, "*.yaml").Select(f => new object[] { Path.GetFileName(f) });
+
+    public static JsonObject Load(string file) =>
+        YamlDocuments.Parse(File.ReadAllText(Path.Combine(Directory, file)), file, typedScalars: true)[0].AsObject();
+
+    /// <summary>The repository root (holds Sidecar.sln), and ../shared beside it.</summary>
+    public static string RepositoryRoot
+    {
+        get
+        {
+            var directory = new DirectoryInfo(AppContext.BaseDirectory);
+            while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "Sidecar.sln")))
+            {
+                directory = directory.Parent;
+            }
+
+            return directory?.FullName ?? throw new InvalidOperationException("Sidecar.sln not found");
+        }
+    }
+}
