@@ -13,10 +13,10 @@ if (args is ["--help"] or ["-h"] or ["help"])
 switch (command)
 {
     case "serve":
-        WebhookOptions options;
+        WebApplication app;
         try
         {
-            options = WebhookOptions.Parse(rest, Environment.GetEnvironmentVariable);
+            app = WebhookHost.Build(WebhookOptions.Parse(rest, Environment.GetEnvironmentVariable));
         }
         catch (ArgumentException e)
         {
@@ -24,7 +24,7 @@ switch (command)
             return 2;
         }
 
-        await using (var app = WebhookHost.Build(options))
+        await using (app)
         {
             await app.RunAsync();
         }

@@ -2,6 +2,7 @@ using System.Security.Authentication;
 using BackendTls.Webhook.Admin;
 using BackendTls.Webhook.Admission;
 using BackendTls.Webhook.Certificates;
+using k8s;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 namespace BackendTls.Webhook.Hosting;
@@ -33,13 +34,10 @@ internal static class WebhookHost
         builder.Services.AddSingleton(options.Injector);
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<WebhookMetrics>();
-        builder.Services.AddSingleton<INamespaceInjectionSource, TrustSelectorNamespaceSource>();
         builder.Services.AddSingleton<AdmissionHandler>();
         builder.Services.AddSingleton<AdmissionEndpoint>();
-        builder.Services.AddSingleton(sp => new FileCertificateSource(options.CertificateFile, options.KeyFile,
-            sp.GetRequiredService<WebhookMetrics>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<FileCertificateSource>>()));
-        builder.Services.AddSingleton<ICertificateSource>(sp => sp.GetRequiredService<FileCertificateSource>());
-        builder.Services.AddHostedService(sp => sp.GetRequiredService<FileCertificateSource>());
+        AddKubernetes(builder.Services, options);
+        AddCertificates(builder.Services, options);
         configureServices?.Invoke(builder.Services);
 
         builder.WebHost.ConfigureKestrel(kestrel =>
@@ -51,6 +49,10 @@ internal static class WebhookHost
             if (certificates is FileCertificateSource files)
             {
                 files.Reload(); // before the first handshake
+            }
+            else if (certificates is SelfManagedCertificateSource selfManaged)
+            {
+                selfManaged.ReconcileAsync(CancellationToken.None).GetAwaiter().GetResult();
             }
 
             kestrel.Listen(options.Listen, listen =>
@@ -91,6 +93,51 @@ internal static class WebhookHost
             };
         });
         return app;
+    }
+
+    /// <summary>The API client, only when something needs it (namespace lookups, self-managed certificates).</summary>
+    private static void AddKubernetes(IServiceCollection services, WebhookOptions options)
+    {
+        var needsApi = options.NamespaceLookup || options.CertificateMode == "self-managed";
+        var available = KubernetesClientConfiguration.IsInCluster() || File.Exists(KubernetesClientConfiguration.KubeConfigDefaultLocation);
+        if (needsApi && available)
+        {
+            services.AddSingleton<IKubernetes>(_ => new Kubernetes(KubernetesClientConfiguration.BuildDefaultConfig()));
+        }
+
+        if (options.NamespaceLookup && available)
+        {
+            services.AddSingleton<INamespaceInjectionSource, KubernetesNamespaceSource>();
+        }
+        else
+        {
+            services.AddSingleton<INamespaceInjectionSource, TrustSelectorNamespaceSource>();
+        }
+
+        if (options.CertificateMode == "self-managed" && !available)
+        {
+            throw new ArgumentException("--certificate-mode self-managed needs the Kubernetes API (in-cluster service account or a kubeconfig); none was found");
+        }
+    }
+
+    private static void AddCertificates(IServiceCollection services, WebhookOptions options)
+    {
+        if (options.CertificateMode == "self-managed")
+        {
+            var ns = options.Injector.WebhookNamespace;
+            string[] names = [$"{options.ServiceName}.{ns}.svc", $"{options.ServiceName}.{ns}.svc.cluster.local", $"{options.ServiceName}.{ns}"];
+            services.AddSingleton<ICertificateStore>(sp => new KubernetesCertificateStore(sp.GetRequiredService<IKubernetes>(), ns, options.CertificateSecret, options.WebhookConfiguration));
+            services.AddSingleton(sp => new SelfManagedCertificateSource(sp.GetRequiredService<ICertificateStore>(), names,
+                sp.GetRequiredService<WebhookMetrics>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<SelfManagedCertificateSource>>()));
+            services.AddSingleton<ICertificateSource>(sp => sp.GetRequiredService<SelfManagedCertificateSource>());
+            services.AddHostedService(sp => sp.GetRequiredService<SelfManagedCertificateSource>());
+            return;
+        }
+
+        services.AddSingleton(sp => new FileCertificateSource(options.CertificateFile, options.KeyFile,
+            sp.GetRequiredService<WebhookMetrics>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<FileCertificateSource>>()));
+        services.AddSingleton<ICertificateSource>(sp => sp.GetRequiredService<FileCertificateSource>());
+        services.AddHostedService(sp => sp.GetRequiredService<FileCertificateSource>());
     }
 
     private static Task Text(HttpContext context, int status, string text)

@@ -20,6 +20,15 @@ internal sealed record WebhookOptions
 
     public string LogFormat { get; init; } = "text";
 
+    public string CertificateSecret { get; init; } = "backendtls-webhook-tls";
+
+    public string ServiceName { get; init; } = "backendtls-webhook";
+
+    public string WebhookConfiguration { get; init; } = "backendtls-sidecar-injector";
+
+    /// <summary>Also read namespace labels from the API (needs get on namespaces); otherwise trust the selector.</summary>
+    public bool NamespaceLookup { get; init; } = true;
+
     public InjectorSettings Injector { get; init; } = new();
 
     public const string Usage = """
@@ -32,6 +41,12 @@ internal sealed record WebhookOptions
           --tls-cert-file PATH          serving certificate (PEM)   [/etc/backendtls-webhook/tls/tls.crt]
           --tls-key-file PATH           its private key (PEM)       [/etc/backendtls-webhook/tls/tls.key]
           --log-format text|json                                                      [text]
+          --certificate-mode MODE       files (mounted Secret, e.g. cert-manager) or self-managed [files]
+          --certificate-secret NAME     self-managed: Secret holding the CA and certificate [backendtls-webhook-tls]
+          --service NAME                self-managed: the webhook Service (certificate DNS names) [backendtls-webhook]
+          --webhook-configuration NAME  self-managed: MutatingWebhookConfiguration whose caBundle is kept in sync
+                                                                                      [backendtls-sidecar-injector]
+          --namespace-lookup true|false also check namespace labels in code           [true]
         injection defaults (serve and inject):
           --sidecar-image IMAGE         [backendtls-sidecar:0.1.0]
           --policy-configmap NAME       ConfigMap mounted as the sidecar's config     [backendtls-policy]
@@ -82,6 +97,11 @@ internal sealed record WebhookOptions
             CertificateFile = V("tls-cert-file") ?? o.CertificateFile,
             KeyFile = V("tls-key-file") ?? o.KeyFile,
             LogFormat = V("log-format") is { } f ? (f is "text" or "json" ? f : throw new ArgumentException($"--log-format \"{f}\": use text or json")) : o.LogFormat,
+            CertificateMode = V("certificate-mode") is { } cm ? (cm is "files" or "self-managed" ? cm : throw new ArgumentException($"--certificate-mode \"{cm}\": use files or self-managed")) : o.CertificateMode,
+            CertificateSecret = V("certificate-secret") ?? o.CertificateSecret,
+            ServiceName = V("service") ?? o.ServiceName,
+            WebhookConfiguration = V("webhook-configuration") ?? o.WebhookConfiguration,
+            NamespaceLookup = V("namespace-lookup") is { } nl ? (bool.TryParse(nl, out var lookup) ? lookup : throw new ArgumentException($"--namespace-lookup \"{nl}\": use true or false")) : o.NamespaceLookup,
             Injector = injector with
             {
                 SidecarImage = V("sidecar-image") ?? injector.SidecarImage,
@@ -100,6 +120,7 @@ internal sealed record WebhookOptions
     [
         "listen", "metrics", "tls-cert-file", "tls-key-file", "log-format", "sidecar-image", "policy-configmap", "native-sidecar",
         "cpu-request", "memory-request", "cpu-limit", "memory-limit", "webhook-namespace",
+        "certificate-mode", "certificate-secret", "service", "webhook-configuration", "namespace-lookup",
     ];
 
     private static IPEndPoint Endpoint(string flag, string value) =>
