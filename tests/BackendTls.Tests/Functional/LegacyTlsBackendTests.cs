@@ -1,0 +1,37 @@
+using System.Net;
+using BackendTls.Tests.Shared;
+using BackendTls.Tests.Support;
+
+namespace BackendTls.Tests.Functional;
+
+/// <summary>A backend that only speaks TLS 1.0/1.1 (openssl s_server): the sidecar refuses with protocol_version.</summary>
+public class LegacyTlsBackendTests
+{
+    [SkippableTheory]
+    [InlineData("-tls1")]
+    [InlineData("-tls1_1")]
+    public async Task OldTlsOnlyBackend_ProtocolVersion(string version)
+    {
+        Skip.IfNot(ExternalProcess.OnPath("openssl"), "openssl is not installed");
+        var certificates = await OpenSsl.TutorialCertificatesAsync(subjectAltName: "DNS:www.example.com");
+        var port = ExternalProcess.FreePort();
+        // SECLEVEL=0: Debian's OpenSSL refuses TLS 1.0/1.1 even on the server side otherwise.
+        await using var server = ExternalProcess.Start("openssl",
+        [
+            "s_server", "-accept", $"127.0.0.1:{port}", version, "-cipher", "DEFAULT@SECLEVEL=0", "-www", "-quiet",
+            "-cert", Path.Combine(certificates, "httpbin.crt"), "-key", Path.Combine(certificates, "httpbin.key"),
+        ]);
+        await server.WaitForPortAsync(port);
+        await using var sidecar = new SidecarFixture();
+        sidecar.Render(Manifests.Service("svc") + Manifests.CaConfigMap("root-ca", File.ReadAllText(Path.Combine(certificates, "root.crt")))
+                       + Manifests.Policy("p", "svc", "www.example.com"));
+        sidecar.Resolve["svc.default.svc.cluster.local:8443"] = $"127.0.0.1:{port}";
+        await sidecar.StartAsync();
+
+        using var response = await sidecar.GetAsync("www.example.com");
+
+        Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
+        Assert.Equal("protocol_version", response.Headers.GetValues("x-backendtls-error").Single());
+        Assert.Contains("upgrade the backend to TLS 1.2", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+}
