@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
+using BackendTls.Policy.Validation;
 using BackendTls.Sidecar.Admin;
 using BackendTls.Sidecar.Configuration;
 using BackendTls.Sidecar.Logging;
@@ -118,7 +119,10 @@ internal sealed class ProxyHandler(IProxySnapshotSource snapshots, SidecarMetric
 
     private static Task<HttpResponseMessage> SendOnceAsync(HttpContext context, UpstreamTarget target)
     {
-        var http2 = target.UseHttp2;
+        // Over HTTP/2 the handler derives the SNI from the authority, so h2 is used only when the gateway's
+        // Host is the policy hostname (or the policy allows nothing else); otherwise HTTP/1.1 keeps both the
+        // SNI and the gateway's Host exact.
+        var http2 = target.UseHttp2 && (SameHost(context.Request.Host.Host, target.Sni) || target.Config.Tls.Alpn == AlpnMode.Http2Only);
         var invoker = http2 ? target.Http2Invoker! : target.Http11Invoker!;
         return invoker.SendAsync(CreateRequest(context, target, http2), context.RequestAborted);
     }
@@ -158,8 +162,7 @@ internal sealed class ProxyHandler(IProxySnapshotSource snapshots, SidecarMetric
         }
 
         // The backend sees the Host the gateway sent; the SNI is the policy's hostname (set by the connector).
-        // Over HTTP/2 the handler derives the SNI from the authority, so there the authority is the policy
-        // hostname unless the gateway's Host already names it (docs/proxy-behaviour.md).
+        // (h2 is chosen only when they agree, see SendOnceAsync; an h2-only policy keeps the hostname.)
         if (!http2 || SameHost(request.Host.Host, target.Sni))
         {
             message.Headers.Host = request.Host.Value;

@@ -157,6 +157,23 @@ public class ReloadAndRoutingTests
     }
 
     [Fact]
+    public async Task GatewayHost_AlwaysReachesTheBackend_SniAlwaysThePolicyHostname()
+    {
+        using var ca = CertificateAuthority.Create("CN=Root");
+        using var leaf = ca.Issue("CN=backend", dnsNames: [Hostname]);
+        await using var backend = await EchoBackend.StartAsync(leaf); // offers h2 and http/1.1
+        await using var sidecar = await StartAsync(backend, ca.CertificatePem);
+
+        var byServiceName = JsonDocument.Parse(await (await sidecar.GetAsync("svc.default", "/a")).Content.ReadAsStringAsync()).RootElement;
+        var byPolicyHostname = JsonDocument.Parse(await (await sidecar.GetAsync(Hostname, "/b")).Content.ReadAsStringAsync()).RootElement;
+
+        Assert.Equal(("svc.default", Hostname, "HTTP/1.1"),
+            (byServiceName.GetProperty("host").GetString(), byServiceName.GetProperty("sni").GetString(), byServiceName.GetProperty("httpProtocol").GetString()));
+        Assert.Equal((Hostname, Hostname, "HTTP/2"),
+            (byPolicyHostname.GetProperty("host").GetString(), byPolicyHostname.GetProperty("sni").GetString(), byPolicyHostname.GetProperty("httpProtocol").GetString()));
+    }
+
+    [Fact]
     public async Task FailClosedTarget_503_NeverForwarded()
     {
         await using var sidecar = new SidecarFixture();
