@@ -1,0 +1,194 @@
+using System.Text.Json.Nodes;
+using BackendTls.Policy.Rendering;
+using BackendTls.Policy.Yaml;
+using BackendTls.Webhook.Certificates;
+using BackendTls.Webhook.Controller;
+using BackendTls.Webhook.Tests.Support;
+
+namespace BackendTls.Webhook.Tests.Controller;
+
+/// <summary>
+/// The controller's reconcile as a pure function, on the Gateway API v1.6.1 conformance manifests and the
+/// scenarios of ../shared/research/backendtls.md §2 and §7 that apply to a sidecar.
+/// </summary>
+public class PolicyReconcilerTests
+{
+    private static readonly string CaPem = ServingCertificates.CreateCaAndServing(["ca.test"], DateTimeOffset.UtcNow).CaCertificatePem;
+    private static readonly DateTimeOffset Now = new(2026, 11, 26, 12, 0, 0, TimeSpan.Zero);
+    private const string Infra = "gateway-conformance-infra";
+
+    private static string Conformance(string file) =>
+        File.ReadAllText(Path.Combine(Corpus.RepositoryRoot, "..", "shared", "reference", "gateway-api", "conformance-v1.6.1", file));
+
+    private static string CaConfigMap(string name, string? pem = null, string ns = Infra) => $$"""
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: {{name}}, namespace: {{ns}}}
+        data:
+          ca.crt: {{System.Text.Json.JsonSerializer.Serialize(pem ?? CaPem)}}
+        ---
+
+        """;
+
+    private static List<KubeObject> Objects(params string[] yaml) =>
+        yaml.SelectMany((y, i) => KubeObject.FromDocuments(YamlDocuments.Parse(y, $"in{i}"), $"in{i}")).ToList();
+
+    private static ReconcileResult Reconcile(IReadOnlyList<KubeObject> objects, params string[] injected) =>
+        PolicyReconciler.Reconcile(new ClusterState(objects, injected.ToHashSet()), "backendtls-policy", Now);
+
+    private static JsonObject Ours(ReconcileResult result, string policy, string ns = Infra) =>
+        Assert.Single(result.Statuses.Single(s => s.Name == policy && s.Namespace == ns).Status["ancestors"]!.AsArray(),
+            a => (string?)a!["controllerName"] == PolicyReconciler.ControllerName)!.AsObject();
+
+    private static (string Status, string Reason) Condition(JsonObject ancestor, string type)
+    {
+        var condition = ancestor["conditions"]!.AsArray().Single(c => (string?)c!["type"] == type)!;
+        return ((string)condition["status"]!, (string)condition["reason"]!);
+    }
+
+    [Fact]
+    public void ValidPolicy_AcceptedAndResolved_OnTheServiceAncestor_RenderedIntoEveryInjectedNamespace()
+    {
+        var result = Reconcile(Objects(Conformance("backendtlspolicy.yaml"), CaConfigMap("tls-checks-ca-certificate"), CaConfigMap("mismatch-ca-certificate")),
+            "gateway", "edge");
+
+        var ancestor = Ours(result, "normative-test");
+        Assert.Equal(("True", "Accepted"), Condition(ancestor, "Accepted"));
+        Assert.Equal(("True", "ResolvedRefs"), Condition(ancestor, "ResolvedRefs"));
+        Assert.Equal("Service", (string?)ancestor["ancestorRef"]!["kind"]);
+        Assert.Equal("backendtlspolicy-test", (string?)ancestor["ancestorRef"]!["name"]);
+        Assert.Equal(["edge", "gateway"], result.ConfigMaps.Select(c => c.Namespace));
+        Assert.All(result.ConfigMaps, c => Assert.Contains("abc.example.com", c.Data["backendtls.yaml"], StringComparison.Ordinal));
+        // Runtime failures (hostname or CA mismatch) are not config errors: those policies stay Accepted.
+        Assert.Equal("True", Condition(Ours(result, "host-mismatch"), "Accepted").Status);
+        Assert.Equal("True", Condition(Ours(result, "cert-mismatch"), "Accepted").Status);
+    }
+
+    [Theory]
+    [InlineData("nonexistent-ca-certificate-ref")]
+    [InlineData("malformed-ca-certificate-ref")]
+    public void InvalidCaRef_NoValidCACertificate_InvalidCACertificateRef_FailClosed(string policy)
+    {
+        var result = Reconcile(Objects(Conformance("backendtlspolicy-invalid-ca-certificate-ref.yaml")), "gateway");
+
+        var ancestor = Ours(result, policy);
+        Assert.Equal(("False", "NoValidCACertificate"), Condition(ancestor, "Accepted"));
+        Assert.Equal(("False", "InvalidCACertificateRef"), Condition(ancestor, "ResolvedRefs"));
+        Assert.Contains("invalidCaCertificateRefs", result.ConfigMaps.Single().Data["backendtls.yaml"], StringComparison.Ordinal);
+        Assert.Contains(result.Events, e => e.Name == policy && e.Type == "Warning" && e.Reason == "NoValidCACertificate");
+    }
+
+    [Fact]
+    public void InvalidKind_ResolvedRefsInvalidKind()
+    {
+        var ancestor = Ours(Reconcile(Objects(Conformance("backendtlspolicy-invalid-kind.yaml"))), "invalid-kind");
+
+        Assert.Equal(("False", "NoValidCACertificate"), Condition(ancestor, "Accepted"));
+        Assert.Equal(("False", "InvalidKind"), Condition(ancestor, "ResolvedRefs"));
+    }
+
+    [Fact]
+    public void Conflicts_LoserConflicted_SectionNameAndWholeServiceBothAccepted()
+    {
+        var result = Reconcile(Objects(Conformance("backendtlspolicy-conflict-resolution.yaml"), CaConfigMap("tls-checks-ca-certificate")));
+
+        Assert.Equal(("False", "Conflicted"), Condition(Ours(result, "conflicted-without-section-name-2"), "Accepted"));
+        Assert.Equal(("False", "Conflicted"), Condition(Ours(result, "conflicted-with-section-name-2"), "Accepted"));
+        Assert.Equal(("True", "Accepted"), Condition(Ours(result, "conflicted-without-section-name-1"), "Accepted"));
+        Assert.Equal(("True", "Accepted"), Condition(Ours(result, "not-conflicted-with-section-name"), "Accepted"));
+        Assert.Equal(("True", "Accepted"), Condition(Ours(result, "not-conflicted-without-section-name"), "Accepted"));
+    }
+
+    [Fact]
+    public void San_AllAccepted()
+    {
+        var result = Reconcile(Objects(Conformance("backendtlspolicy-san.yaml"), CaConfigMap("tls-checks-ca-certificate")));
+        Assert.All(result.Statuses, s => Assert.Equal("True", Condition(Ours(result, s.Name, s.Namespace), "Accepted").Status));
+    }
+
+    [Fact]
+    public void ObservedGeneration_FollowsMetadataGeneration()
+    {
+        var yaml = Conformance("backendtlspolicy-observed-generation-bump.yaml").Replace("metadata:\n  name: observed-generation-bump", "metadata:\n  generation: 2\n  name: observed-generation-bump", StringComparison.Ordinal);
+        var result = Reconcile(Objects(yaml, CaConfigMap("tls-checks-ca-certificate")));
+
+        Assert.All(result.Statuses.SelectMany(s => s.Status["ancestors"]!.AsArray()).SelectMany(a => a!["conditions"]!.AsArray()),
+            c => Assert.True((long)c!["observedGeneration"]! >= 1));
+        Assert.Contains(result.Statuses.SelectMany(s => s.Status["ancestors"]!.AsArray()).SelectMany(a => a!["conditions"]!.AsArray()),
+            c => (long)c!["observedGeneration"]! == 2);
+    }
+
+    [Fact]
+    public void ReconcileSequence_MissingThenCreatedThenEmptiedThenRestored()
+    {
+        var service = """
+            apiVersion: v1
+            kind: Service
+            metadata: {name: svc, namespace: app}
+            spec: {ports: [{name: https, port: 443}]}
+            ---
+
+            """;
+        var policy = """
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: BackendTLSPolicy
+            metadata: {name: p, namespace: app, generation: 1}
+            spec:
+              targetRefs: [{group: "", kind: Service, name: svc}]
+              validation: {caCertificateRefs: [{group: "", kind: ConfigMap, name: ca}], hostname: abc.example.com}
+            """;
+        (string, string) Step(params string[] extra)
+        {
+            var ancestor = Ours(Reconcile(Objects([service, policy, .. extra])), "p", "app");
+            return (Condition(ancestor, "Accepted").Status, Condition(ancestor, "ResolvedRefs").Status);
+        }
+
+        Assert.Equal(("False", "False"), Step());
+        Assert.Equal(("True", "True"), Step(CaConfigMap("ca", ns: "app")));
+        Assert.Equal(("False", "False"), Step(CaConfigMap("ca", pem: "", ns: "app")));
+        Assert.Equal(("True", "True"), Step(CaConfigMap("ca", ns: "app")));
+    }
+
+    [Fact]
+    public void OtherControllersEntries_Untouched_OursReplaced_LastTransitionKeptWhenUnchanged()
+    {
+        var objects = Objects(Conformance("backendtlspolicy.yaml"), CaConfigMap("tls-checks-ca-certificate"), CaConfigMap("mismatch-ca-certificate"));
+        var first = Reconcile(objects);
+        var policy = objects.Single(o => o.Name == "normative-test");
+        var other = new JsonObject
+        {
+            ["ancestorRef"] = new JsonObject { ["group"] = "gateway.networking.k8s.io", ["kind"] = "Gateway", ["name"] = "same-namespace" },
+            ["controllerName"] = "gateway.envoyproxy.io/gatewayclass-controller",
+            ["conditions"] = new JsonArray(new JsonObject { ["type"] = "Accepted", ["status"] = "True" }),
+        };
+        var ancestors = first.Statuses.Single(s => s.Name == "normative-test").Status["ancestors"]!.DeepClone().AsArray();
+        ancestors.Insert(0, other);
+        policy.Root["status"] = new JsonObject { ["ancestors"] = ancestors };
+
+        var later = PolicyReconciler.Reconcile(new ClusterState(objects, new HashSet<string>()), "backendtls-policy", Now.AddHours(1));
+
+        var update = later.Statuses.Single(s => s.Name == "normative-test");
+        Assert.False(update.Changed); // nothing to write: no API call, no event
+        Assert.True(JsonNode.DeepEquals(other, update.Status["ancestors"]![0]));
+        Assert.Equal("2026-11-26T12:00:00Z", (string?)update.Status["ancestors"]![1]!["conditions"]![0]!["lastTransitionTime"]);
+        Assert.DoesNotContain(later.Events, e => e.Name == "normative-test");
+    }
+
+    [Fact]
+    public void AtMost16Ancestors()
+    {
+        var services = string.Concat(Enumerable.Range(0, 20).Select(i => $"apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: app}}\nspec: {{ports: [{{name: https, port: 443}}]}}\n---\n"));
+        var refs = string.Join(", ", Enumerable.Range(0, 16).Select(i => $"{{group: \"\", kind: Service, name: s{i}}}"));
+        var policy = $"apiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\nmetadata: {{name: p, namespace: app}}\nspec:\n  targetRefs: [{refs}]\n  validation: {{wellKnownCACertificates: System, hostname: a.example.com}}\n";
+        var objects = Objects(services, policy);
+        objects.Single(o => o.Name == "p").Root["status"] = new JsonObject
+        {
+            ["ancestors"] = new JsonArray(new JsonObject { ["ancestorRef"] = new JsonObject { ["name"] = "gw" }, ["controllerName"] = "other.io/x", ["conditions"] = new JsonArray() }),
+        };
+
+        var status = Reconcile(objects).Statuses.Single().Status;
+
+        Assert.Equal(16, status["ancestors"]!.AsArray().Count);
+        Assert.Equal("other.io/x", (string?)status["ancestors"]![0]!["controllerName"]);
+    }
+}

@@ -1,0 +1,156 @@
+using System.Text.Json.Nodes;
+using BackendTls.Policy.Rendering;
+
+namespace BackendTls.Webhook.Controller;
+
+/// <summary>What the controller sees: the objects render needs, and the namespaces running injected pods.</summary>
+internal sealed record ClusterState(
+    IReadOnlyList<KubeObject> Objects,
+    IReadOnlySet<string> InjectedNamespaces);
+
+/// <summary>A ConfigMap the sidecars of one namespace mount.</summary>
+internal sealed record DesiredConfigMap(string Namespace, string Name, IReadOnlyDictionary<string, string> Data);
+
+/// <summary>A policy's new <c>status</c>, and whether it differs from what the API has.</summary>
+internal sealed record PolicyStatusUpdate(string Namespace, string Name, JsonObject Status, bool Changed);
+
+/// <summary>A Kubernetes Event to record on a policy.</summary>
+internal sealed record PolicyEvent(string Namespace, string Name, string Type, string Reason, string Message);
+
+internal sealed record ReconcileResult(
+    IReadOnlyList<DesiredConfigMap> ConfigMaps,
+    IReadOnlyList<PolicyStatusUpdate> Statuses,
+    IReadOnlyList<PolicyEvent> Events,
+    RenderResult Render);
+
+/// <summary>
+/// The controller's decisions as a pure function: objects in, rendered ConfigMaps, policy status and
+/// events out. Rendering is <see cref="PolicyRenderer"/>, the same code as <c>backendtls-sidecar render</c>.
+/// </summary>
+/// <remarks>
+/// Ancestors: a BackendTLSPolicy's status is reported per ancestor. Gateway implementations use the
+/// Gateway; this product is not one: it attaches to the Service for every injected gateway pod, whichever
+/// Gateway or route sends traffic there. So each ancestor entry is the targeted Service (group "", kind
+/// Service), as Istio does for its mesh ancestor (docs/controller.md). Entries of other controllers are
+/// kept as they are; the list is capped at 16 as the API requires.
+/// </remarks>
+internal static class PolicyReconciler
+{
+    public const string ControllerName = "backendtls.io/sidecar-controller";
+    public const int MaxAncestors = 16;
+
+    public static ReconcileResult Reconcile(ClusterState state, string configMapName, DateTimeOffset now)
+    {
+        var render = PolicyRenderer.Render(state.Objects);
+        var configMaps = state.InjectedNamespaces.Order(StringComparer.Ordinal)
+            .Select(ns => new DesiredConfigMap(ns, configMapName, render.Files))
+            .ToList();
+
+        var statuses = new List<PolicyStatusUpdate>();
+        var events = new List<PolicyEvent>();
+        var byName = state.Objects.Where(o => o.Kind == "BackendTLSPolicy")
+            .ToDictionary(o => (o.Namespace, o.Name!), o => o);
+        foreach (var result in render.Policies)
+        {
+            var policy = byName[(result.Policy.Namespace!, result.Policy.Name!)];
+            var previous = policy["status"]?["ancestors"] as JsonArray ?? [];
+            var ancestors = MergeAncestors(previous, Ancestors(policy), result, now);
+            var status = new JsonObject { ["ancestors"] = ancestors };
+            var changed = !JsonNode.DeepEquals(previous, ancestors);
+            statuses.Add(new PolicyStatusUpdate(policy.Namespace, policy.Name!, status, changed));
+            if (changed)
+            {
+                events.Add(Event(policy, result));
+            }
+        }
+
+        return new ReconcileResult(configMaps, statuses, events, render);
+    }
+
+    /// <summary>One ancestor per distinct targeted object (normally a Service).</summary>
+    private static List<JsonObject> Ancestors(KubeObject policy)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var result = new List<JsonObject>();
+        foreach (var reference in policy["spec.targetRefs"] as JsonArray ?? [])
+        {
+            var group = KubeObject.AsString(reference?["group"]) ?? string.Empty;
+            var kind = KubeObject.AsString(reference?["kind"]) ?? "Service";
+            var name = KubeObject.AsString(reference?["name"]);
+            if (name is null || !seen.Add($"{group}/{kind}/{name}"))
+            {
+                continue;
+            }
+
+            result.Add(new JsonObject { ["group"] = group, ["kind"] = kind, ["namespace"] = policy.Namespace, ["name"] = name });
+        }
+
+        return result;
+    }
+
+    private static JsonArray MergeAncestors(JsonArray previous, List<JsonObject> ours, PolicyResult result, DateTimeOffset now)
+    {
+        var merged = new JsonArray();
+        foreach (var entry in previous)
+        {
+            if ((string?)entry?["controllerName"] != ControllerName && merged.Count < MaxAncestors)
+            {
+                merged.Add(entry!.DeepClone()); // never touch other controllers' entries
+            }
+        }
+
+        foreach (var ancestor in ours)
+        {
+            if (merged.Count >= MaxAncestors)
+            {
+                break;
+            }
+
+            var old = previous.FirstOrDefault(e => (string?)e?["controllerName"] == ControllerName && JsonNode.DeepEquals(e?["ancestorRef"], ancestor));
+            merged.Add(new JsonObject
+            {
+                ["ancestorRef"] = ancestor.DeepClone(),
+                ["controllerName"] = ControllerName,
+                ["conditions"] = new JsonArray(
+                    Condition(result.Accepted, result.Generation, old, now),
+                    Condition(result.ResolvedRefs, result.Generation, old, now)),
+            });
+        }
+
+        return merged;
+    }
+
+    /// <summary>A metav1.Condition; lastTransitionTime moves only when the status flips.</summary>
+    private static JsonObject Condition(PolicyCondition condition, long generation, JsonNode? oldEntry, DateTimeOffset now)
+    {
+        var status = condition.Status ? "True" : "False";
+        var previous = (oldEntry?["conditions"] as JsonArray)?.FirstOrDefault(c => (string?)c?["type"] == condition.Type);
+        var transition = previous is not null && (string?)previous["status"] == status
+            ? (string?)previous["lastTransitionTime"]
+            : null;
+        return new JsonObject
+        {
+            ["type"] = condition.Type,
+            ["status"] = status,
+            ["reason"] = condition.Reason,
+            ["message"] = Truncate(condition.Message, 32768),
+            ["observedGeneration"] = generation,
+            ["lastTransitionTime"] = transition ?? now.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture),
+        };
+    }
+
+    private static PolicyEvent Event(KubeObject policy, PolicyResult result)
+    {
+        if (result.Accepted.Status && result.ResolvedRefs.Status)
+        {
+            var targets = result.AppliedTargets.Count == 0 ? "no Service port" : string.Join(", ", result.AppliedTargets);
+            return new PolicyEvent(policy.Namespace, policy.Name!, "Normal", "Rendered",
+                $"Sidecars verify TLS to {targets} with this policy");
+        }
+
+        var failing = result.Accepted.Status ? result.ResolvedRefs : result.Accepted;
+        return new PolicyEvent(policy.Namespace, policy.Name!, "Warning", failing.Reason, Truncate(failing.Message, 1000));
+    }
+
+    private static string Truncate(string text, int max) => text.Length <= max ? text : text[..(max - 3)] + "...";
+}
