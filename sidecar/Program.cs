@@ -1,6 +1,7 @@
 using BackendTls.Sidecar.Demo;
 using BackendTls.Sidecar.Hosting;
 using BackendTls.Sidecar.Rendering;
+using BackendTls.Sidecar.Tls;
 
 // Entry point: pick the subcommand; each lives in its own folder.
 var command = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : "run";
@@ -15,6 +16,9 @@ switch (command)
 {
     case "run":
         SidecarOptions options;
+        // OpenSSL reads the system trust store on the first certificate chain build (~100 ms here): do it
+        // now, in parallel with starting the host, rather than on the first proxied request.
+        _ = Task.Run(TrustStoreWarmup.Run);
         try
         {
             options = SidecarOptions.Parse(rest, Environment.GetEnvironmentVariable);

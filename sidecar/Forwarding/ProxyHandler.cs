@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Diagnostics;
 using System.Net;
+using System.Net.Http.Headers;
 using System.Text.Json;
 using BackendTls.Policy.Validation;
 using BackendTls.Sidecar.Admin;
@@ -131,7 +132,7 @@ internal sealed class ProxyHandler(IProxySnapshotSource snapshots, SidecarMetric
     {
         var request = context.Request;
         var message = new HttpRequestMessage(
-            new HttpMethod(request.Method),
+            HttpMethod.Parse(request.Method), // cached instances for the standard methods
             (http2 ? target.Http2BaseUri : target.BaseUri) + request.Path.Value + request.QueryString.Value)
         {
             Version = http2 ? HttpVersion.Version20 : HttpVersion.Version11,
@@ -216,7 +217,8 @@ internal sealed class ProxyHandler(IProxySnapshotSource snapshots, SidecarMetric
     {
         context.Response.StatusCode = (int)response.StatusCode;
         var headers = context.Response.Headers;
-        foreach (var (name, values) in response.Headers)
+        // NonValidated: copy the backend's header text as is, without parsing it into typed values.
+        foreach (var (name, values) in response.Headers.NonValidated)
         {
             if (!HeaderRules.IsHopByHop(name))
             {
@@ -224,7 +226,7 @@ internal sealed class ProxyHandler(IProxySnapshotSource snapshots, SidecarMetric
             }
         }
 
-        foreach (var (name, values) in response.Content.Headers)
+        foreach (var (name, values) in response.Content.Headers.NonValidated)
         {
             headers[name] = ToStringValues(values);
         }
@@ -251,8 +253,8 @@ internal sealed class ProxyHandler(IProxySnapshotSource snapshots, SidecarMetric
         }
     }
 
-    private static StringValues ToStringValues(IEnumerable<string> values) =>
-        values is string[] array ? new StringValues(array) : new StringValues(values.ToArray());
+    private static StringValues ToStringValues(HeaderStringValues values) =>
+        values.Count == 1 ? new StringValues(values.ToString()) : new StringValues(values.ToArray());
 
     private static UpstreamTlsException? FindFailure(Exception e)
     {
