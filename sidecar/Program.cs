@@ -16,9 +16,9 @@ switch (command)
 {
     case "run":
         SidecarOptions options;
-        // OpenSSL reads the system trust store on the first certificate chain build (~100 ms here): do it
-        // now, in parallel with starting the host, rather than on the first proxied request.
-        _ = Task.Run(TrustStoreWarmup.Run);
+        // OpenSSL reads the system trust store on the first certificate chain build (~100 ms here): start
+        // that now, in parallel with starting the host; readiness waits for it.
+        _ = TrustStoreWarmup.Started;
         try
         {
             options = SidecarOptions.Parse(rest, Environment.GetEnvironmentVariable);

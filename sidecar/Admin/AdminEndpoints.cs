@@ -40,10 +40,11 @@ internal sealed class AdminEndpoints(IProxySnapshotSource snapshots, SidecarMetr
 
     private Task WriteReadyAsync(HttpContext context)
     {
-        var ready = snapshots.Current is not null;
+        var ready = snapshots.Current is not null && BackendTls.Sidecar.Tls.TrustStoreWarmup.Started.IsCompleted;
         return WriteJsonAsync(context, ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable, json =>
         {
             json.WriteBoolean("ready", ready);
+            json.WriteBoolean("trustStoreLoaded", BackendTls.Sidecar.Tls.TrustStoreWarmup.Started.IsCompleted);
             if (snapshots.Current is { } current)
             {
                 json.WriteStartObject("config");

@@ -17,6 +17,7 @@ internal static class SidecarHost
     public static WebApplication Build(SidecarOptions options, Action<ILoggingBuilder>? configureLogging = null)
     {
         Validate(options);
+        _ = BackendTls.Sidecar.Tls.TrustStoreWarmup.Started;
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
 
         builder.Logging.ClearProviders();

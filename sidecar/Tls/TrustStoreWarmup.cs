@@ -10,7 +10,12 @@ namespace BackendTls.Sidecar.Tls;
 /// </summary>
 internal static class TrustStoreWarmup
 {
-    public static void Run()
+    private static readonly Lazy<Task> Warmup = new(() => Task.Run(Run));
+
+    /// <summary>Starts the warm-up once per process; readiness waits for it, so traffic never pays for it.</summary>
+    public static Task Started => Warmup.Value;
+
+    private static void Run()
     {
         try
         {
