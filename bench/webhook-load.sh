@@ -18,7 +18,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -su
 dotnet build webhook -c Release -o "$work/bin" -v quiet -nologo >/dev/null
 port=$((20000 + RANDOM % 20000)); metrics=$((port + 1))
 dotnet "$work/bin/backendtls-webhook.dll" serve --listen "127.0.0.1:$port" --metrics "127.0.0.1:$metrics" \
-  --tls-cert-file "$work/tls.crt" --tls-key-file "$work/tls.key" --namespace-lookup false >"$work/webhook.log" 2>&1 &
+  --tls-cert-file "$work/tls.crt" --tls-key-file "$work/tls.key" --namespace-lookup false --controller false >"$work/webhook.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$metrics/healthz/ready" >/dev/null && break; sleep 0.1; done
 

@@ -94,7 +94,7 @@ webhook_mutates() {
   chmod 644 "$work/tls/tls.key"
   containers+=(btls-webhook-ci)
   docker run -d --name btls-webhook-ci --network host --read-only -v "$work/tls:/tls:ro" backendtls-webhook:ci \
-    serve --listen "127.0.0.1:$port" --metrics "127.0.0.1:$metrics" --tls-cert-file /tls/tls.crt --tls-key-file /tls/tls.key --namespace-lookup false >/dev/null || return 1
+    serve --listen "127.0.0.1:$port" --metrics "127.0.0.1:$metrics" --tls-cert-file /tls/tls.crt --tls-key-file /tls/tls.key --namespace-lookup false --controller false >/dev/null || return 1
   for _ in $(seq 150); do curl -sf "http://127.0.0.1:$metrics/healthz/ready" >/dev/null && break; sleep 0.1; done
   local review='{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"ci-1","kind":{"group":"","version":"v1","kind":"Pod"},"namespace":"edge","operation":"CREATE","object":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"gw"},"spec":{"containers":[{"name":"nginx","image":"nginx"}]}}}}'
   local answer

@@ -2,6 +2,7 @@ using System.Security.Authentication;
 using BackendTls.Webhook.Admin;
 using BackendTls.Webhook.Admission;
 using BackendTls.Webhook.Certificates;
+using BackendTls.Webhook.Controller;
 using k8s;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
@@ -98,7 +99,7 @@ internal static class WebhookHost
     /// <summary>The API client, only when something needs it (namespace lookups, self-managed certificates).</summary>
     private static void AddKubernetes(IServiceCollection services, WebhookOptions options)
     {
-        var needsApi = options.NamespaceLookup || options.CertificateMode == "self-managed";
+        var needsApi = options.NamespaceLookup || options.Controller || options.CertificateMode == "self-managed";
         var available = KubernetesClientConfiguration.IsInCluster() || File.Exists(KubernetesClientConfiguration.KubeConfigDefaultLocation);
         if (needsApi && available)
         {
@@ -112,6 +113,13 @@ internal static class WebhookHost
         else
         {
             services.AddSingleton<INamespaceInjectionSource, TrustSelectorNamespaceSource>();
+        }
+
+        if (options.Controller && available)
+        {
+            var identity = Environment.GetEnvironmentVariable("POD_NAME") ?? Environment.MachineName;
+            services.AddSingleton(new ControllerOptions(options.Injector.PolicyConfigMap, options.Injector.WebhookNamespace, "backendtls-controller", identity, options.Resync));
+            services.AddHostedService<PolicyController>();
         }
 
         if (options.CertificateMode == "self-managed" && !available)

@@ -29,6 +29,11 @@ internal sealed record WebhookOptions
     /// <summary>Also read namespace labels from the API (needs get on namespaces); otherwise trust the selector.</summary>
     public bool NamespaceLookup { get; init; } = true;
 
+    /// <summary>Run the BackendTLSPolicy controller (leader-elected) in this process.</summary>
+    public bool Controller { get; init; } = true;
+
+    public TimeSpan Resync { get; init; } = TimeSpan.FromSeconds(10);
+
     public InjectorSettings Injector { get; init; } = new();
 
     public const string Usage = """
@@ -47,6 +52,8 @@ internal sealed record WebhookOptions
           --webhook-configuration NAME  self-managed: MutatingWebhookConfiguration whose caBundle is kept in sync
                                                                                       [backendtls-sidecar-injector]
           --namespace-lookup true|false also check namespace labels in code           [true]
+          --controller true|false       run the BackendTLSPolicy controller (leader-elected) [true]
+          --resync SECONDS              controller: full reconcile interval           [10]
         injection defaults (serve and inject):
           --sidecar-image IMAGE         [backendtls-sidecar:0.1.0]
           --policy-configmap NAME       ConfigMap mounted as the sidecar's config     [backendtls-policy]
@@ -101,6 +108,8 @@ internal sealed record WebhookOptions
             CertificateSecret = V("certificate-secret") ?? o.CertificateSecret,
             ServiceName = V("service") ?? o.ServiceName,
             WebhookConfiguration = V("webhook-configuration") ?? o.WebhookConfiguration,
+            Controller = V("controller") is { } c ? (bool.TryParse(c, out var run) ? run : throw new ArgumentException($"--controller \"{c}\": use true or false")) : o.Controller,
+            Resync = V("resync") is { } r ? (int.TryParse(r, out var seconds) && seconds is > 0 and <= 3600 ? TimeSpan.FromSeconds(seconds) : throw new ArgumentException($"--resync \"{r}\": seconds, 1-3600")) : o.Resync,
             NamespaceLookup = V("namespace-lookup") is { } nl ? (bool.TryParse(nl, out var lookup) ? lookup : throw new ArgumentException($"--namespace-lookup \"{nl}\": use true or false")) : o.NamespaceLookup,
             Injector = injector with
             {
@@ -120,7 +129,7 @@ internal sealed record WebhookOptions
     [
         "listen", "metrics", "tls-cert-file", "tls-key-file", "log-format", "sidecar-image", "policy-configmap", "native-sidecar",
         "cpu-request", "memory-request", "cpu-limit", "memory-limit", "webhook-namespace",
-        "certificate-mode", "certificate-secret", "service", "webhook-configuration", "namespace-lookup",
+        "certificate-mode", "certificate-secret", "service", "webhook-configuration", "namespace-lookup", "controller", "resync",
     ];
 
     private static IPEndPoint Endpoint(string flag, string value) =>

@@ -30,6 +30,9 @@ internal sealed class WebhookFixture : IAsyncDisposable
             CertificateFile = CertificateFile,
             KeyFile = KeyFile,
             Injector = settings,
+            // Never talk to whatever cluster a developer's kubeconfig points at.
+            NamespaceLookup = false,
+            Controller = false,
         };
         _app = WebhookHost.Build(options, configureLogging: logging => logging.ClearProviders());
         var ca = Bundle.LoadCa();

@@ -1,0 +1,132 @@
+using System.Net;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using k8s;
+using k8s.Autorest;
+using k8s.Models;
+
+namespace BackendTls.Webhook.Controller;
+
+/// <summary>
+/// Writes the reconcile's decisions: ConfigMaps only when their content changed (and stale ones of ours
+/// deleted), policy status only when it changed (optimistically: a conflict waits for the next pass),
+/// Events on change.
+/// </summary>
+internal sealed partial class ClusterWriter(IKubernetes client, ILogger<ClusterWriter> logger)
+{
+    public const string ManagedByLabel = "app.kubernetes.io/managed-by";
+    public const string ManagedBy = "backendtls-controller";
+
+    public async Task<int> ApplyConfigMapsAsync(IReadOnlyList<DesiredConfigMap> desired, string name, CancellationToken cancellationToken)
+    {
+        var written = 0;
+        var existing = await client.CoreV1.ListConfigMapForAllNamespacesAsync(labelSelector: $"{ManagedByLabel}={ManagedBy}", cancellationToken: cancellationToken);
+        var wanted = desired.ToDictionary(d => d.Namespace, StringComparer.Ordinal);
+        foreach (var stale in existing.Items.Where(c => c.Metadata.Name == name && !wanted.ContainsKey(c.Metadata.NamespaceProperty)))
+        {
+            await client.CoreV1.DeleteNamespacedConfigMapAsync(stale.Metadata.Name, stale.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
+            LogDeleted(logger, stale.Metadata.NamespaceProperty, name);
+        }
+
+        foreach (var configMap in desired)
+        {
+            var current = existing.Items.FirstOrDefault(c => c.Metadata.NamespaceProperty == configMap.Namespace && c.Metadata.Name == name);
+            var data = configMap.Data.ToDictionary(p => p.Key, p => p.Value);
+            if (current is not null && current.Data is not null && current.Data.Count == data.Count && data.All(p => current.Data.TryGetValue(p.Key, out var v) && v == p.Value))
+            {
+                continue; // unchanged: no write, no kubelet churn
+            }
+
+            var body = new V1ConfigMap
+            {
+                ApiVersion = "v1",
+                Kind = "ConfigMap",
+                Metadata = new V1ObjectMeta
+                {
+                    Name = name,
+                    NamespaceProperty = configMap.Namespace,
+                    ResourceVersion = current?.Metadata.ResourceVersion,
+                    Labels = new Dictionary<string, string> { [ManagedByLabel] = ManagedBy, ["app.kubernetes.io/part-of"] = "backendtls" },
+                },
+                Data = data,
+            };
+            try
+            {
+                if (current is null)
+                {
+                    await client.CoreV1.CreateNamespacedConfigMapAsync(body, configMap.Namespace, cancellationToken: cancellationToken);
+                }
+                else
+                {
+                    await client.CoreV1.ReplaceNamespacedConfigMapAsync(body, name, configMap.Namespace, cancellationToken: cancellationToken);
+                }
+
+                written++;
+                LogWritten(logger, configMap.Namespace, name);
+            }
+            catch (HttpOperationException e) when (e.Response.StatusCode is HttpStatusCode.Conflict)
+            {
+                LogConflict(logger, $"ConfigMap {configMap.Namespace}/{name}");
+            }
+        }
+
+        return written;
+    }
+
+    public async Task WriteStatusAsync(string version, PolicyStatusUpdate update, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var current = await client.CustomObjects.GetNamespacedCustomObjectAsync<JsonElement>(ClusterReader.Group, version, update.Namespace, "backendtlspolicies", update.Name, cancellationToken: cancellationToken);
+            var body = JsonNode.Parse(current.GetRawText())!.AsObject();
+            body["status"] = update.Status.DeepClone(); // resourceVersion stays: a concurrent change is a 409
+            await client.CustomObjects.ReplaceNamespacedCustomObjectStatusAsync(body, ClusterReader.Group, version, update.Namespace, "backendtlspolicies", update.Name, cancellationToken: cancellationToken);
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode is HttpStatusCode.Conflict or HttpStatusCode.NotFound)
+        {
+            LogConflict(logger, $"BackendTLSPolicy {update.Namespace}/{update.Name} status");
+        }
+    }
+
+    public async Task RecordEventAsync(PolicyEvent policyEvent, string version, CancellationToken cancellationToken)
+    {
+        var now = DateTime.UtcNow;
+        var body = new Eventsv1Event
+        {
+            ApiVersion = "events.k8s.io/v1",
+            Kind = "Event",
+            Metadata = new V1ObjectMeta { GenerateName = policyEvent.Name + ".", NamespaceProperty = policyEvent.Namespace },
+            EventTime = now,
+            Type = policyEvent.Type,
+            Reason = policyEvent.Reason,
+            Note = policyEvent.Message,
+            Action = "Reconcile",
+            ReportingController = PolicyReconciler.ControllerName,
+            ReportingInstance = Environment.MachineName,
+            Regarding = new V1ObjectReference
+            {
+                ApiVersion = $"{ClusterReader.Group}/{version}",
+                Kind = "BackendTLSPolicy",
+                Name = policyEvent.Name,
+                NamespaceProperty = policyEvent.Namespace,
+            },
+        };
+        try
+        {
+            await client.EventsV1.CreateNamespacedEventAsync(body, policyEvent.Namespace, cancellationToken: cancellationToken);
+        }
+        catch (HttpOperationException e)
+        {
+            LogConflict(logger, $"Event on {policyEvent.Namespace}/{policyEvent.Name} ({(int)e.Response.StatusCode})");
+        }
+    }
+
+    [LoggerMessage(50, LogLevel.Information, "Wrote ConfigMap {Namespace}/{Name}", EventName = "ConfigMapWritten")]
+    private static partial void LogWritten(ILogger logger, string @namespace, string name);
+
+    [LoggerMessage(51, LogLevel.Information, "Deleted ConfigMap {Namespace}/{Name}: no injected pods there any more", EventName = "ConfigMapDeleted")]
+    private static partial void LogDeleted(ILogger logger, string @namespace, string name);
+
+    [LoggerMessage(52, LogLevel.Information, "{What} changed meanwhile; the next pass retries", EventName = "WriteConflict")]
+    private static partial void LogConflict(ILogger logger, string what);
+}

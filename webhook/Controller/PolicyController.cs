@@ -1,0 +1,124 @@
+using k8s;
+using k8s.LeaderElection;
+using k8s.LeaderElection.ResourceLock;
+
+namespace BackendTls.Webhook.Controller;
+
+/// <summary>Controller settings (webhook flags).</summary>
+internal sealed record ControllerOptions(string ConfigMapName, string LeaseNamespace, string LeaseName, string Identity, TimeSpan Resync);
+
+/// <summary>
+/// Runs in every webhook replica; only the holder of a coordination.k8s.io Lease reconciles, so replicas
+/// never write against each other (the webhook itself keeps serving on all of them). While leading:
+/// read the cluster, reconcile (<see cref="PolicyReconciler"/>), write what changed, then again after the
+/// resync interval; errors back off exponentially up to a minute.
+/// </summary>
+/// <remarks>
+/// This first version lists on every pass instead of watching; a change is picked up within the resync
+/// interval (10 s by default) plus kubelet's ConfigMap propagation (docs/controller.md).
+/// </remarks>
+internal sealed partial class PolicyController(
+    IKubernetes client,
+    ControllerOptions options,
+    ILoggerFactory loggers,
+    ILogger<PolicyController> logger) : BackgroundService
+{
+    private readonly ClusterReader _reader = new(client);
+    private readonly ClusterWriter _writer = new(client, loggers.CreateLogger<ClusterWriter>());
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var leaseLock = new LeaseLock(client, options.LeaseNamespace, options.LeaseName, options.Identity);
+        var config = new LeaderElectionConfig(leaseLock)
+        {
+            LeaseDuration = TimeSpan.FromSeconds(15),
+            RenewDeadline = TimeSpan.FromSeconds(10),
+            RetryPeriod = TimeSpan.FromSeconds(2),
+        };
+        using var elector = new LeaderElector(config);
+        CancellationTokenSource? leading = null;
+        Task? loop = null;
+        elector.OnStartedLeading += () =>
+        {
+            LogLeading(logger, options.Identity);
+            leading = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+            loop = RunWhileLeadingAsync(leading.Token);
+        };
+        elector.OnStoppedLeading += () =>
+        {
+            LogNotLeading(logger, options.Identity);
+            leading?.Cancel();
+        };
+
+        try
+        {
+            await elector.RunAndTryToHoldLeadershipForeverAsync(stoppingToken);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // shutting down
+        }
+
+        leading?.Cancel();
+        if (loop is not null)
+        {
+            await loop.ContinueWith(_ => { }, TaskScheduler.Default);
+        }
+    }
+
+    private async Task RunWhileLeadingAsync(CancellationToken cancellationToken)
+    {
+        var backoff = TimeSpan.FromSeconds(1);
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                await ReconcileOnceAsync(cancellationToken);
+                backoff = TimeSpan.FromSeconds(1);
+                await Task.Delay(options.Resync, cancellationToken);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                LogPassFailed(logger, e.Message, backoff.TotalSeconds);
+                await Task.Delay(backoff, cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromMinutes(1).Ticks));
+            }
+        }
+    }
+
+    /// <summary>One pass: read, decide, write only what changed.</summary>
+    public async Task ReconcileOnceAsync(CancellationToken cancellationToken)
+    {
+        var state = await _reader.ReadAsync(cancellationToken);
+        var result = PolicyReconciler.Reconcile(state, options.ConfigMapName, DateTimeOffset.UtcNow);
+        var written = await _writer.ApplyConfigMapsAsync(result.ConfigMaps, options.ConfigMapName, cancellationToken);
+        var version = _reader.PolicyVersion!;
+        foreach (var update in result.Statuses.Where(s => s.Changed))
+        {
+            await _writer.WriteStatusAsync(version, update, cancellationToken);
+        }
+
+        foreach (var policyEvent in result.Events)
+        {
+            await _writer.RecordEventAsync(policyEvent, version, cancellationToken);
+        }
+
+        LogPass(logger, result.Statuses.Count, result.ConfigMaps.Count, written, result.Statuses.Count(s => s.Changed));
+    }
+
+    [LoggerMessage(60, LogLevel.Information, "{Identity} leads: reconciling BackendTLSPolicies", EventName = "LeaderStarted")]
+    private static partial void LogLeading(ILogger logger, string identity);
+
+    [LoggerMessage(61, LogLevel.Information, "{Identity} is no longer the leader", EventName = "LeaderStopped")]
+    private static partial void LogNotLeading(ILogger logger, string identity);
+
+    [LoggerMessage(62, LogLevel.Debug, "Reconciled {Policies} policies into {Namespaces} namespaces: {ConfigMapsWritten} ConfigMaps and {StatusesWritten} statuses written", EventName = "ReconcilePass")]
+    private static partial void LogPass(ILogger logger, int policies, int namespaces, int configMapsWritten, int statusesWritten);
+
+    [LoggerMessage(63, LogLevel.Warning, "Reconcile pass failed: {Problem}; retrying in {Seconds}s", EventName = "ReconcileFailed")]
+    private static partial void LogPassFailed(ILogger logger, string problem, double seconds);
+}
