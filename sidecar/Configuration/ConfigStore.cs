@@ -49,7 +49,7 @@ internal sealed class ConfigStore : BackgroundService, IProxySnapshotSource
         _upstreamLogger = loggers.CreateLogger("BackendTls.Sidecar.Upstream");
         _directory = new ConfigDirectory(options.ConfigDir);
         _loader = new ConfigLoader(options.ClusterDomain);
-        _upstream = new UpstreamSettings(options.ConnectTimeout, options.HandshakeTimeout, options.UpstreamIdleTimeout, options.Resolve);
+        _upstream = new UpstreamSettings(options.ConnectTimeout, options.HandshakeTimeout, options.UpstreamIdleTimeout, options.Resolve, options.ResponseTimeout);
     }
 
     public ProxySnapshot? Current => Volatile.Read(ref _current);

@@ -95,6 +95,12 @@ internal sealed class ProxyHandler(IProxySnapshotSource snapshots, SidecarMetric
             Count(target.Id, StatusCodes.Status499ClientClosedRequest, started, target);
             return;
         }
+        catch (OperationCanceledException)
+        {
+            await WriteErrorAsync(context, StatusCodes.Status504GatewayTimeout, target.Id, FailureReason.UpstreamTimeout,
+                $"the backend sent no response headers within {target.ResponseTimeout.TotalSeconds:0.###}s (--response-timeout)");
+            return;
+        }
 
         // (4) Response back
         using (response)
@@ -118,14 +124,17 @@ internal sealed class ProxyHandler(IProxySnapshotSource snapshots, SidecarMetric
         }
     }
 
-    private static Task<HttpResponseMessage> SendOnceAsync(HttpContext context, UpstreamTarget target)
+    private static async Task<HttpResponseMessage> SendOnceAsync(HttpContext context, UpstreamTarget target)
     {
         // Over HTTP/2 the handler derives the SNI from the authority, so h2 is used only when the gateway's
         // Host is the policy hostname (or the policy allows nothing else); otherwise HTTP/1.1 keeps both the
         // SNI and the gateway's Host exact.
         var http2 = target.UseHttp2 && (SameHost(context.Request.Host.Host, target.Sni) || target.Config.Tls.Alpn == AlpnMode.Http2Only);
         var invoker = http2 ? target.Http2Invoker! : target.Http11Invoker!;
-        return invoker.SendAsync(CreateRequest(context, target, http2), context.RequestAborted);
+        // Covers the wait for response headers only (the body is read with RequestAborted).
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+        timeout.CancelAfter(target.ResponseTimeout);
+        return await invoker.SendAsync(CreateRequest(context, target, http2), timeout.Token);
     }
 
     private static HttpRequestMessage CreateRequest(HttpContext context, UpstreamTarget target, bool http2)

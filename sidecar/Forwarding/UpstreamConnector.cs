@@ -212,7 +212,8 @@ internal sealed record UpstreamSettings(
     TimeSpan ConnectTimeout,
     TimeSpan HandshakeTimeout,
     TimeSpan IdleTimeout,
-    IReadOnlyDictionary<string, string> Resolve);
+    IReadOnlyDictionary<string, string> Resolve,
+    TimeSpan ResponseTimeout);
 
 /// <summary>The backend picked h2 on a connection opened for HTTP/1.1; resend the request over h2.</summary>
 internal sealed class UpstreamProtocolSwitchException() : Exception("backend selected h2; retry over HTTP/2");

@@ -40,6 +40,7 @@ internal sealed class UpstreamTarget : IDisposable
         Http2BaseUri = $"https://{config.Hostname}:{config.Service.Port}";
         var colon = config.Address.LastIndexOf(':');
         AddressEndPoint = new DnsEndPoint(config.Address[..colon].Trim('[', ']'), int.Parse(config.Address.AsSpan(colon + 1), System.Globalization.CultureInfo.InvariantCulture));
+        ResponseTimeout = settings.ResponseTimeout;
         RequestDuration = metrics.RequestDuration.WithLabels(Id);
         OpenConnections = metrics.OpenConnections.WithLabels(Id);
         _protocol = config.Tls.Alpn switch
@@ -122,6 +123,8 @@ internal sealed class UpstreamTarget : IDisposable
     public HttpMessageInvoker? Http2Invoker { get; }
 
     public bool IsFailClosed => Http11Invoker is null;
+
+    public TimeSpan ResponseTimeout { get; }
 
     public Histogram.Child RequestDuration { get; }
 

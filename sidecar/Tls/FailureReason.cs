@@ -28,6 +28,7 @@ internal static class FailureReason
     public const string ConnectionFailed = "connection_failed";
     public const string UpstreamReset = "upstream_reset";
     public const string UpstreamProtocolError = "upstream_protocol_error";
+    public const string UpstreamTimeout = "upstream_timeout";
 
     // Policy
     public const string InvalidPolicy = "invalid_ca_ref";

@@ -35,6 +35,25 @@ public class LifecycleTests
     }
 
     [Fact]
+    public async Task SlowBackend_504UpstreamTimeout()
+    {
+        using var ca = CertificateAuthority.Create("CN=Root");
+        using var leaf = ca.Issue("CN=backend", dnsNames: [Hostname]);
+        await using var backend = await EchoBackend.StartAsync(leaf);
+        await using var sidecar = new SidecarFixture { ResponseTimeout = TimeSpan.FromMilliseconds(400) };
+        sidecar.Render(Manifests.Service("svc") + Manifests.CaConfigMap("root-ca", ca.CertificatePem) + Manifests.Policy("p", "svc", Hostname));
+        sidecar.Resolve["svc.default.svc.cluster.local:8443"] = $"127.0.0.1:{backend.Port}";
+        await sidecar.StartAsync();
+
+        using var slow = await sidecar.GetAsync(Hostname, "/slow?delayMs=3000");
+        using var fast = await sidecar.GetAsync(Hostname, "/fast");
+
+        Assert.Equal(HttpStatusCode.GatewayTimeout, slow.StatusCode);
+        Assert.Equal("upstream_timeout", slow.Headers.GetValues("x-backendtls-error").Single());
+        Assert.Equal(HttpStatusCode.OK, fast.StatusCode);
+    }
+
+    [Fact]
     public async Task SlowHeaders_ConnectionClosedAfterRequestHeadersTimeout()
     {
         await using var sidecar = new SidecarFixture { RequestHeadersTimeout = TimeSpan.FromMilliseconds(500) };

@@ -39,6 +39,8 @@ internal sealed class SidecarFixture : IAsyncDisposable
 
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    public TimeSpan ResponseTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
     public string ProxyUrl => $"http://127.0.0.1:{ListenPort}";
 
     public string AdminUrl => $"http://127.0.0.1:{AdminPort}";
@@ -73,6 +75,7 @@ internal sealed class SidecarFixture : IAsyncDisposable
             ConnectTimeout = ConnectTimeout,
             RequestHeadersTimeout = RequestHeadersTimeout,
             DrainTimeout = DrainTimeout,
+            ResponseTimeout = ResponseTimeout,
             ReloadPollInterval = TimeSpan.FromMilliseconds(200),
             LogLevel = LogLevel.Warning,
         };
