@@ -103,6 +103,29 @@ public class ManifestTests
         }
     }
 
+    [SkippableTheory]
+    [InlineData("overlays/cert-manager", "files")]
+    [InlineData("overlays/self-managed", "self-managed")]
+    public async Task Overlay_BuildsWithKustomize_ToValidObjects_WithTheRightCertificateMode(string overlay, string mode)
+    {
+        Skip.IfNot(BackendTls.Tests.Shared.ExternalProcess.OnPath("kubectl"), "kubectl is not installed (kubectl kustomize builds the overlays)");
+        var (code, output) = await BackendTls.Tests.Shared.ExternalProcess.RunAsync("kubectl", ["kustomize", Path.Combine(Root, overlay)]);
+        Assert.True(code == 0, output);
+        var documents = YamlDocuments.Parse(output, overlay, typedScalars: true);
+
+        foreach (var document in documents.Where(d => !((string?)d["apiVersion"])!.StartsWith("cert-manager.io/", StringComparison.Ordinal)))
+        {
+            var key = $"{(string?)document["apiVersion"]}/{(string?)document["kind"]}";
+            var roundTrip = JsonNode.Parse(KubernetesJson.Serialize(Deserialize(document, Models[key])))!;
+            Assert.Empty(Missing(document, roundTrip, key));
+        }
+
+        var deployment = KubernetesJson.Deserialize<V1Deployment>(documents.Single(d => (string?)d["kind"] == "Deployment").ToJsonString());
+        var args = deployment.Spec.Template.Spec.Containers.Single().Args.Skip(1).SelectMany(a => a.Split('=', 2)).ToList();
+        Assert.Equal(mode, WebhookOptions.Parse(args, _ => null).CertificateMode);
+        Assert.All(documents.Where(d => d["metadata"]?["namespace"] is not null), d => Assert.Equal("backendtls-system", (string?)d["metadata"]!["namespace"]));
+    }
+
     [Theory]
     [InlineData("base")]
     [InlineData("overlays/cert-manager")]
