@@ -14,8 +14,8 @@ internal sealed record ControllerOptions(string ConfigMapName, string LeaseNames
 /// resync interval; errors back off exponentially up to a minute.
 /// </summary>
 /// <remarks>
-/// This first version lists on every pass instead of watching; a change is picked up within the resync
-/// interval (10 s by default) plus kubelet's ConfigMap propagation (docs/controller.md).
+/// Level-triggered: each pass re-reads what it needs; watches on policies, Services and opted-in
+/// namespaces/pods only trigger passes early (docs/controller.md).
 /// </remarks>
 internal sealed partial class PolicyController(
     IKubernetes client,
@@ -66,16 +66,35 @@ internal sealed partial class PolicyController(
         }
     }
 
+    private readonly SemaphoreSlim _changed = new(0, 1);
+
+    private void Signal()
+    {
+        try
+        {
+            _changed.Release();
+        }
+        catch (SemaphoreFullException)
+        {
+            // a pass is already pending
+        }
+    }
+
     private async Task RunWhileLeadingAsync(CancellationToken cancellationToken)
     {
         var backoff = TimeSpan.FromSeconds(1);
+        List<Task>? watches = null;
         while (!cancellationToken.IsCancellationRequested)
         {
             try
             {
                 await ReconcileOnceAsync(cancellationToken);
                 backoff = TimeSpan.FromSeconds(1);
-                await Task.Delay(options.Resync, cancellationToken);
+                // Watches make passes prompt; the resync interval still catches CA ConfigMap/Secret changes,
+                // which are read on demand and not watched.
+                watches ??= ClusterWatches.Create(client, _reader.PolicyVersion!, Signal, logger).Select(w => w.RunAsync(cancellationToken)).ToList();
+                await _changed.WaitAsync(options.Resync, cancellationToken);
+                await Task.Delay(TimeSpan.FromMilliseconds(200), cancellationToken); // let a burst of events settle
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {

@@ -32,7 +32,7 @@ internal sealed record WebhookOptions
     /// <summary>Run the BackendTLSPolicy controller (leader-elected) in this process.</summary>
     public bool Controller { get; init; } = true;
 
-    public TimeSpan Resync { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan Resync { get; init; } = TimeSpan.FromSeconds(30);
 
     public InjectorSettings Injector { get; init; } = new();
 
@@ -53,7 +53,7 @@ internal sealed record WebhookOptions
                                                                                       [backendtls-sidecar-injector]
           --namespace-lookup true|false also check namespace labels in code           [true]
           --controller true|false       run the BackendTLSPolicy controller (leader-elected) [true]
-          --resync SECONDS              controller: full reconcile interval           [10]
+          --resync SECONDS              controller: full pass at least this often     [30]
         injection defaults (serve and inject):
           --sidecar-image IMAGE         [backendtls-sidecar:0.1.0]
           --policy-configmap NAME       ConfigMap mounted as the sidecar's config     [backendtls-policy]
