@@ -82,7 +82,7 @@ public sealed class ControllerPlumbingTests(K3sCluster cluster) : IClassFixture<
             """)!;
         await client.CustomObjects.CreateNamespacedCustomObjectAsync(policy, ClusterReader.Group, "v1", "httpbin", "backendtlspolicies");
 
-        var controller = new PolicyController(client, new ControllerOptions("backendtls-policy", "backendtls-system", "backendtls-controller", "test", TimeSpan.FromSeconds(1)),
+        var controller = new PolicyController(client, new ControllerOptions("backendtls-policy", "backendtls-system", "backendtls-controller", "test", TimeSpan.FromSeconds(1), "backendtls-sidecar-injector"),
             NullLoggerFactory.Instance, NullLogger<PolicyController>.Instance);
         await controller.ReconcileOnceAsync(CancellationToken.None);
 
@@ -101,6 +101,67 @@ public sealed class ControllerPlumbingTests(K3sCluster cluster) : IClassFixture<
         var before = (await client.CoreV1.ReadNamespacedConfigMapAsync("backendtls-policy", "gateway")).Metadata.ResourceVersion;
         await controller.ReconcileOnceAsync(CancellationToken.None);
         Assert.Equal(before, (await client.CoreV1.ReadNamespacedConfigMapAsync("backendtls-policy", "gateway")).Metadata.ResourceVersion);
+    }
+
+    [SkippableFact]
+    public async Task HostedController_TakesTheLease_AndFollowsChangesThroughWatches()
+    {
+        Skip.If(cluster.Unavailable is not null, cluster.Unavailable);
+        var client = cluster.Client!;
+        await InstallCrdAsync(client);
+        foreach (var name in new[] { "watch-app", "watch-gw", "backendtls-lease" })
+        {
+            await client.CoreV1.CreateNamespaceAsync(new V1Namespace { Metadata = new V1ObjectMeta { Name = name } });
+        }
+
+        await client.CoreV1.CreateNamespacedServiceAsync(new V1Service
+        {
+            Metadata = new V1ObjectMeta { Name = "svc" },
+            Spec = new V1ServiceSpec { Ports = [new V1ServicePort { Name = "https", Port = 443 }] },
+        }, "watch-app");
+        // A resync far in the future: whatever happens below within seconds is the watches' doing.
+        var options = new ControllerOptions("backendtls-policy", "backendtls-lease", "backendtls-controller", "replica-1", TimeSpan.FromMinutes(10), "none");
+        using var controller = new PolicyController(client, options, NullLoggerFactory.Instance, NullLogger<PolicyController>.Instance);
+        using var stop = new CancellationTokenSource();
+        await controller.StartAsync(stop.Token);
+
+        await Eventually(async () => (await client.CoordinationV1.ReadNamespacedLeaseAsync("backendtls-controller", "backendtls-lease")).Spec.HolderIdentity == "replica-1");
+        var ns = await client.CoreV1.ReadNamespaceAsync("watch-gw");
+        ns.Metadata.Labels = new Dictionary<string, string> { ["backendtls.io/inject"] = "enabled" };
+        await client.CoreV1.ReplaceNamespaceAsync(ns, "watch-gw");
+        var policy = JsonNode.Parse("""
+            {"apiVersion":"gateway.networking.k8s.io/v1","kind":"BackendTLSPolicy","metadata":{"name":"p","namespace":"watch-app"},
+             "spec":{"targetRefs":[{"group":"","kind":"Service","name":"svc"}],"validation":{"wellKnownCACertificates":"System","hostname":"svc.example.com"}}}
+            """)!;
+        await client.CustomObjects.CreateNamespacedCustomObjectAsync(policy, ClusterReader.Group, "v1", "watch-app", "backendtlspolicies");
+
+        await Eventually(async () => (await client.CoreV1.ReadNamespacedConfigMapAsync("backendtls-policy", "watch-gw")).Data["backendtls.yaml"].Contains("svc.example.com", StringComparison.Ordinal));
+
+        await stop.CancelAsync();
+        await controller.StopAsync(CancellationToken.None);
+    }
+
+    private static async Task Eventually(Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (DateTime.UtcNow < deadline)
+        {
+            try
+            {
+                if (await condition())
+                {
+                    return;
+                }
+            }
+            catch (k8s.Autorest.HttpOperationException)
+            {
+                // not there yet
+            }
+
+            await Task.Delay(200);
+        }
+
+        Assert.Fail("condition not met within 20 s");
     }
 
     [SkippableFact]

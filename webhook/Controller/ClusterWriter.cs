@@ -12,16 +12,46 @@ namespace BackendTls.Webhook.Controller;
 /// deleted), policy status only when it changed (optimistically: a conflict waits for the next pass),
 /// Events on change.
 /// </summary>
-internal sealed partial class ClusterWriter(IKubernetes client, ILogger<ClusterWriter> logger)
+internal sealed partial class ClusterWriter(IKubernetes client, string ownerWebhookConfiguration, ILogger<ClusterWriter> logger)
 {
     public const string ManagedByLabel = "app.kubernetes.io/managed-by";
     public const string ManagedBy = "backendtls-controller";
+    private V1OwnerReference? _owner;
+
+    /// <summary>
+    /// The rendered ConfigMaps are owned by the installation's MutatingWebhookConfiguration (cluster-scoped,
+    /// so it may own objects in any namespace): uninstalling it lets the garbage collector remove them.
+    /// </summary>
+    private async Task<V1OwnerReference?> OwnerAsync(CancellationToken cancellationToken)
+    {
+        if (_owner is null)
+        {
+            try
+            {
+                var configuration = await client.AdmissionregistrationV1.ReadMutatingWebhookConfigurationAsync(ownerWebhookConfiguration, cancellationToken: cancellationToken);
+                _owner = new V1OwnerReference
+                {
+                    ApiVersion = "admissionregistration.k8s.io/v1",
+                    Kind = "MutatingWebhookConfiguration",
+                    Name = configuration.Metadata.Name,
+                    Uid = configuration.Metadata.Uid,
+                };
+            }
+            catch (HttpOperationException e) when (e.Response.StatusCode is HttpStatusCode.NotFound or HttpStatusCode.Forbidden)
+            {
+                LogNoOwner(logger, ownerWebhookConfiguration);
+            }
+        }
+
+        return _owner;
+    }
 
     public async Task<int> ApplyConfigMapsAsync(IReadOnlyList<DesiredConfigMap> desired, string name, CancellationToken cancellationToken)
     {
         var written = 0;
         var existing = await client.CoreV1.ListConfigMapForAllNamespacesAsync(labelSelector: $"{ManagedByLabel}={ManagedBy}", cancellationToken: cancellationToken);
         var wanted = desired.ToDictionary(d => d.Namespace, StringComparer.Ordinal);
+        var owner = await OwnerAsync(cancellationToken);
         foreach (var stale in existing.Items.Where(c => c.Metadata.Name == name && !wanted.ContainsKey(c.Metadata.NamespaceProperty)))
         {
             await client.CoreV1.DeleteNamespacedConfigMapAsync(stale.Metadata.Name, stale.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
@@ -47,6 +77,7 @@ internal sealed partial class ClusterWriter(IKubernetes client, ILogger<ClusterW
                     NamespaceProperty = configMap.Namespace,
                     ResourceVersion = current?.Metadata.ResourceVersion,
                     Labels = new Dictionary<string, string> { [ManagedByLabel] = ManagedBy, ["app.kubernetes.io/part-of"] = "backendtls" },
+                    OwnerReferences = owner is null ? null : [owner],
                 },
                 Data = data,
             };
@@ -126,6 +157,9 @@ internal sealed partial class ClusterWriter(IKubernetes client, ILogger<ClusterW
 
     [LoggerMessage(51, LogLevel.Information, "Deleted ConfigMap {Namespace}/{Name}: no injected pods there any more", EventName = "ConfigMapDeleted")]
     private static partial void LogDeleted(ILogger logger, string @namespace, string name);
+
+    [LoggerMessage(53, LogLevel.Warning, "MutatingWebhookConfiguration {Name} not readable: rendered ConfigMaps get no owner and are not garbage-collected on uninstall (delete them by label app.kubernetes.io/managed-by=backendtls-controller)", EventName = "NoOwner")]
+    private static partial void LogNoOwner(ILogger logger, string name);
 
     [LoggerMessage(52, LogLevel.Information, "{What} changed meanwhile; the next pass retries", EventName = "WriteConflict")]
     private static partial void LogConflict(ILogger logger, string what);

@@ -5,7 +5,7 @@ using k8s.LeaderElection.ResourceLock;
 namespace BackendTls.Webhook.Controller;
 
 /// <summary>Controller settings (webhook flags).</summary>
-internal sealed record ControllerOptions(string ConfigMapName, string LeaseNamespace, string LeaseName, string Identity, TimeSpan Resync);
+internal sealed record ControllerOptions(string ConfigMapName, string LeaseNamespace, string LeaseName, string Identity, TimeSpan Resync, string WebhookConfiguration);
 
 /// <summary>
 /// Runs in every webhook replica; only the holder of a coordination.k8s.io Lease reconciles, so replicas
@@ -24,7 +24,7 @@ internal sealed partial class PolicyController(
     ILogger<PolicyController> logger) : BackgroundService
 {
     private readonly ClusterReader _reader = new(client);
-    private readonly ClusterWriter _writer = new(client, loggers.CreateLogger<ClusterWriter>());
+    private readonly ClusterWriter _writer = new(client, options.WebhookConfiguration, loggers.CreateLogger<ClusterWriter>());
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {

@@ -118,7 +118,7 @@ internal static class WebhookHost
         if (options.Controller && available)
         {
             var identity = Environment.GetEnvironmentVariable("POD_NAME") ?? Environment.MachineName;
-            services.AddSingleton(new ControllerOptions(options.Injector.PolicyConfigMap, options.Injector.WebhookNamespace, "backendtls-controller", identity, options.Resync));
+            services.AddSingleton(new ControllerOptions(options.Injector.PolicyConfigMap, options.Injector.WebhookNamespace, "backendtls-controller", identity, options.Resync, options.WebhookConfiguration));
             services.AddHostedService<PolicyController>();
         }
 

@@ -175,6 +175,27 @@ public class PolicyReconcilerTests
     }
 
     [Fact]
+    public void UdpPort_Invalid_AndPolicyDeleted_TargetGone()
+    {
+        var service = "apiVersion: v1\nkind: Service\nmetadata: {name: dns, namespace: app}\nspec: {ports: [{name: dns, port: 53, protocol: UDP}]}\n---\n";
+        var policy = "apiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\nmetadata: {name: p, namespace: app}\nspec:\n  targetRefs: [{group: \"\", kind: Service, name: dns, sectionName: dns}]\n  validation: {wellKnownCACertificates: System, hostname: a.example.com}\n";
+
+        var withPolicy = Reconcile(Objects(service, policy), "gateway");
+        var withoutPolicy = Reconcile(Objects(service), "gateway");
+
+        Assert.Equal(("False", "Invalid"), Condition(Ours(withPolicy, "p", "app"), "Accepted"));
+        Assert.Contains("UDP", (string?)Ours(withPolicy, "p", "app")["conditions"]![0]!["message"], StringComparison.Ordinal);
+        Assert.Contains("targets: []", withoutPolicy.ConfigMaps.Single().Data["backendtls.yaml"], StringComparison.Ordinal);
+        Assert.Empty(withoutPolicy.Statuses);
+    }
+
+    [Fact]
+    public void NoInjectedNamespace_NoConfigMap()
+    {
+        Assert.Empty(Reconcile(Objects(Conformance("backendtlspolicy-invalid-kind.yaml"))).ConfigMaps);
+    }
+
+    [Fact]
     public void AtMost16Ancestors()
     {
         var services = string.Concat(Enumerable.Range(0, 20).Select(i => $"apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: app}}\nspec: {{ports: [{{name: https, port: 443}}]}}\n---\n"));
