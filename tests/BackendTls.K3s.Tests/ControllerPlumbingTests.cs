@@ -18,18 +18,8 @@ namespace BackendTls.K3s.Tests;
 public sealed class ControllerPlumbingTests(K3sCluster cluster) : IClassFixture<K3sCluster>
 {
     private static string Reference(string file) =>
-        Path.Combine(RepositoryRoot(), "..", "shared", "reference", "gateway-api", file);
+        Path.Combine(BackendTls.Tests.Shared.Repository.Root, "..", "shared", "reference", "gateway-api", file);
 
-    private static string RepositoryRoot()
-    {
-        var directory = new DirectoryInfo(AppContext.BaseDirectory);
-        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "Sidecar.sln")))
-        {
-            directory = directory.Parent;
-        }
-
-        return directory!.FullName;
-    }
 
     private static async Task InstallCrdAsync(IKubernetes client)
     {

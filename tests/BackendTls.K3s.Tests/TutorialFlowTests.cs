@@ -19,7 +19,7 @@ namespace BackendTls.K3s.Tests;
 /// </summary>
 public sealed class TutorialFlowTests(K3sCluster cluster) : IClassFixture<K3sCluster>
 {
-    private static readonly string Root = FindRoot();
+    private static readonly string Root = BackendTls.Tests.Shared.Repository.Root;
 
     [SkippableFact]
     public async Task TutorialFlow_InjectedGateway_VerifiesTls_StatusAccepted_ThenWrongHostname502()
@@ -264,16 +264,6 @@ public sealed class TutorialFlowTests(K3sCluster cluster) : IClassFixture<K3sClu
         Assert.Fail($"timed out waiting for: {what}");
     }
 
-    private static string FindRoot()
-    {
-        var directory = new DirectoryInfo(AppContext.BaseDirectory);
-        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "Sidecar.sln")))
-        {
-            directory = directory.Parent;
-        }
-
-        return directory!.FullName;
-    }
 
     /// <summary>Any object, for the generic client (we only need the call to succeed).</summary>
     private sealed class JsonObjectWrapper : IKubernetesObject<V1ObjectMeta>

@@ -203,26 +203,20 @@ internal static class PodInjector
 
     private static IEnumerable<JsonNode?> ArrayOf(JsonObject spec, string name) => spec[name] as JsonArray ?? [];
 
-    private static JsonArray EnsureArray(JsonObject parent, string name)
+    private static JsonArray EnsureArray(JsonObject parent, string name) => Ensure(parent, name, static () => new JsonArray());
+
+    private static JsonObject EnsureObject(JsonObject parent, string name) => Ensure(parent, name, static () => new JsonObject());
+
+    /// <summary>The child of that name, created if absent.</summary>
+    private static T Ensure<T>(JsonObject parent, string name, Func<T> create)
+        where T : JsonNode
     {
-        if (parent[name] is JsonArray array)
+        if (parent[name] is T existing)
         {
-            return array;
+            return existing;
         }
 
-        var created = new JsonArray();
-        parent[name] = created;
-        return created;
-    }
-
-    private static JsonObject EnsureObject(JsonObject parent, string name)
-    {
-        if (parent[name] is JsonObject obj)
-        {
-            return obj;
-        }
-
-        var created = new JsonObject();
+        var created = create();
         parent[name] = created;
         return created;
     }

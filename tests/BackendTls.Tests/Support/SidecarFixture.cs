@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using BackendTls.Policy.Rendering;
 using BackendTls.Sidecar.Hosting;
 
@@ -118,12 +117,7 @@ internal sealed class SidecarFixture : IAsyncDisposable
         Assert.Fail("timed out: " + message);
     }
 
-    public static int FreePort()
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)socket.LocalEndPoint!).Port;
-    }
+    public static int FreePort() => BackendTls.Tests.Shared.ExternalProcess.FreePort();
 
     public async ValueTask DisposeAsync()
     {

@@ -14,17 +14,5 @@ internal static class Corpus
         YamlDocuments.Parse(File.ReadAllText(Path.Combine(Directory, file)), file, typedScalars: true)[0].AsObject();
 
     /// <summary>The repository root (holds Sidecar.sln), and ../shared beside it.</summary>
-    public static string RepositoryRoot
-    {
-        get
-        {
-            var directory = new DirectoryInfo(AppContext.BaseDirectory);
-            while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "Sidecar.sln")))
-            {
-                directory = directory.Parent;
-            }
-
-            return directory?.FullName ?? throw new InvalidOperationException("Sidecar.sln not found");
-        }
-    }
+    public static string RepositoryRoot => BackendTls.Tests.Shared.Repository.Root;
 }

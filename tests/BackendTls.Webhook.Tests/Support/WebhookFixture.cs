@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.Security;
-using System.Net.Sockets;
 using System.Security.Cryptography.X509Certificates;
 using BackendTls.Webhook.Certificates;
 using BackendTls.Webhook.Hosting;
@@ -69,12 +68,7 @@ internal sealed class WebhookFixture : IAsyncDisposable
     public Task<string> GetMetricsAsync(string path = "/metrics") =>
         new HttpClient().GetStringAsync($"http://127.0.0.1:{MetricsPort}{path}");
 
-    private static int FreePort()
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)socket.LocalEndPoint!).Port;
-    }
+    private static int FreePort() => BackendTls.Tests.Shared.ExternalProcess.FreePort();
 
     public async ValueTask DisposeAsync()
     {
