@@ -1,0 +1,103 @@
+using System.Text.Json.Nodes;
+using BackendTls.Webhook.Certificates;
+using BackendTls.Webhook.Controller;
+using BackendTls.Webhook.Tests.Support;
+using k8s;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace BackendTls.Webhook.Tests.Controller;
+
+/// <summary>
+/// The controller's API plumbing (reads, writes only on change, owner references, status subresource,
+/// Events, the Lease) against <see cref="ApiStandIn"/>. The k3s tests run the same against a real API server.
+/// </summary>
+public sealed class ControllerPlumbingStandInTests
+{
+    private static JsonObject Obj(string json) => JsonNode.Parse(json)!.AsObject();
+
+    private static async Task<ApiStandIn> SeededAsync()
+    {
+        var api = new ApiStandIn();
+        await api.StartAsync();
+        var ca = ServingCertificates.CreateCaAndServing(["ca.test"], DateTimeOffset.UtcNow).CaCertificatePem;
+        api.Seed("namespaces", null, Obj("""{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"gateway","labels":{"backendtls.io/inject":"enabled"}}}"""));
+        api.Seed("namespaces", null, Obj("""{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"httpbin"}}"""));
+        api.Seed("services", "httpbin", Obj("""{"apiVersion":"v1","kind":"Service","metadata":{"name":"httpbin","namespace":"httpbin"},"spec":{"ports":[{"name":"http","port":8000}]}}"""));
+        var secret = Obj("""{"apiVersion":"v1","kind":"Secret","metadata":{"name":"httpbin-root-ca","namespace":"httpbin"},"data":{}}""");
+        secret["data"]!["ca.crt"] = Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(ca));
+        secret["data"]!["tls.key"] = Convert.ToBase64String("PRIVATE"u8.ToArray());
+        api.Seed("secrets", "httpbin", secret);
+        api.Seed("backendtlspolicies", "httpbin", Obj("""
+            {"apiVersion":"gateway.networking.k8s.io/v1","kind":"BackendTLSPolicy","metadata":{"name":"httpbin-backend-tls","namespace":"httpbin","generation":3},
+             "spec":{"targetRefs":[{"group":"","kind":"Service","name":"httpbin"}],
+                     "validation":{"caCertificateRefs":[{"group":"","kind":"Secret","name":"httpbin-root-ca"}],"hostname":"www.example.com"}}}
+            """));
+        api.Seed("mutatingwebhookconfigurations", null, Obj("""{"apiVersion":"admissionregistration.k8s.io/v1","kind":"MutatingWebhookConfiguration","metadata":{"name":"backendtls-sidecar-injector"},"webhooks":[]}"""));
+        return api;
+    }
+
+    private static ControllerOptions Options(string identity = "replica-1", TimeSpan? resync = null) =>
+        new("backendtls-policy", "backendtls-system", "backendtls-controller", identity, resync ?? TimeSpan.FromMinutes(10), "backendtls-sidecar-injector");
+
+    [Fact]
+    public async Task Pass_WritesConfigMapStatusAndEvent_ThenNothingWhenNothingChanged()
+    {
+        await using var api = await SeededAsync();
+        using var client = new Kubernetes(new KubernetesClientConfiguration { Host = api.Url });
+        using var controller = new PolicyController(client, Options(), NullLoggerFactory.Instance, NullLogger<PolicyController>.Instance);
+
+        await controller.ReconcileOnceAsync(CancellationToken.None);
+
+        var configMap = api.Get("configmaps", "gateway", "backendtls-policy")!;
+        Assert.Contains("www.example.com", (string?)configMap["data"]!["backendtls.yaml"], StringComparison.Ordinal);
+        Assert.DoesNotContain("PRIVATE", configMap.ToJsonString(), StringComparison.Ordinal);
+        Assert.Equal("MutatingWebhookConfiguration", (string?)configMap["metadata"]!["ownerReferences"]![0]!["kind"]);
+        Assert.Equal("backendtls-controller", (string?)configMap["metadata"]!["labels"]!["app.kubernetes.io/managed-by"]);
+        var ancestor = api.Get("backendtlspolicies", "httpbin", "httpbin-backend-tls")!["status"]!["ancestors"]![0]!;
+        Assert.Equal(PolicyReconciler.ControllerName, (string?)ancestor["controllerName"]);
+        Assert.Equal(3, (long)ancestor["conditions"]![0]!["observedGeneration"]!);
+        Assert.Equal("True", (string?)ancestor["conditions"]![0]!["status"]);
+        Assert.Contains(api.All("events"), e => (string?)e["reason"] == "Rendered" && (string?)e["regarding"]!["name"] == "httpbin-backend-tls");
+        Assert.Equal(["POST configmaps", "PUT backendtlspolicies/status", "POST events"], api.Writes);
+
+        api.Writes.Clear();
+        await controller.ReconcileOnceAsync(CancellationToken.None);
+
+        Assert.Empty(api.Writes);
+    }
+
+    [Fact]
+    public async Task NamespaceNoLongerInjected_ItsConfigMapIsDeleted()
+    {
+        await using var api = await SeededAsync();
+        using var client = new Kubernetes(new KubernetesClientConfiguration { Host = api.Url });
+        using var controller = new PolicyController(client, Options(), NullLoggerFactory.Instance, NullLogger<PolicyController>.Instance);
+        await controller.ReconcileOnceAsync(CancellationToken.None);
+
+        api.Seed("namespaces", null, Obj("""{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"gateway"}}"""));
+        await controller.ReconcileOnceAsync(CancellationToken.None);
+
+        Assert.Null(api.Get("configmaps", "gateway", "backendtls-policy"));
+    }
+
+    [Fact]
+    public async Task HostedController_TakesTheLease_AndReconciles()
+    {
+        await using var api = await SeededAsync();
+        using var client = new Kubernetes(new KubernetesClientConfiguration { Host = api.Url });
+        using var controller = new PolicyController(client, Options("replica-7"), NullLoggerFactory.Instance, NullLogger<PolicyController>.Instance);
+        using var stop = new CancellationTokenSource();
+
+        await controller.StartAsync(stop.Token);
+        var deadline = DateTime.UtcNow.AddSeconds(15);
+        while (api.Get("configmaps", "gateway", "backendtls-policy") is null && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50);
+        }
+
+        await stop.CancelAsync();
+        await controller.StopAsync(CancellationToken.None);
+        Assert.Equal("replica-7", (string?)api.Get("leases", "backendtls-system", "backendtls-controller")?["spec"]?["holderIdentity"]);
+        Assert.NotNull(api.Get("configmaps", "gateway", "backendtls-policy"));
+    }
+}

@@ -1,0 +1,186 @@
+using System.Net;
+using System.Text.Json.Nodes;
+
+namespace BackendTls.Webhook.Tests.Support;
+
+/// <summary>
+/// An in-process stand-in for the parts of the Kubernetes API the controller uses: objects in memory,
+/// get/list (with a simple label selector), create, replace (and the status subresource) with
+/// resourceVersion conflicts, delete; watches are held open without events. Not a Kubernetes
+/// implementation: the k3s tests are the real thing.
+/// </summary>
+internal sealed class ApiStandIn : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly Lock _lock = new();
+    private readonly Dictionary<(string Resource, string? Namespace, string Name), JsonObject> _objects = [];
+    private long _version = 100;
+
+    public ApiStandIn()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0));
+        _app = builder.Build();
+        _app.Run(HandleAsync);
+    }
+
+    public string Url => _app.Urls.First();
+
+    /// <summary>Writes (POST/PUT/DELETE) by "METHOD resource[/status]", for "nothing changed, nothing written" checks.</summary>
+    public List<string> Writes { get; } = [];
+
+    public Task StartAsync() => _app.StartAsync();
+
+    public void Seed(string resource, string? ns, JsonObject obj)
+    {
+        lock (_lock)
+        {
+            obj["metadata"]!["resourceVersion"] = (++_version).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            obj["metadata"]!["uid"] ??= Guid.NewGuid().ToString();
+            _objects[(resource, ns, (string)obj["metadata"]!["name"]!)] = obj;
+        }
+    }
+
+    public JsonObject? Get(string resource, string? ns, string name)
+    {
+        lock (_lock)
+        {
+            return _objects.TryGetValue((resource, ns, name), out var obj) ? obj.DeepClone().AsObject() : null;
+        }
+    }
+
+    public IReadOnlyList<JsonObject> All(string resource)
+    {
+        lock (_lock)
+        {
+            return _objects.Where(o => o.Key.Resource == resource).Select(o => o.Value.DeepClone().AsObject()).ToList();
+        }
+    }
+
+    private async Task HandleAsync(HttpContext context)
+    {
+        // /api/v1/... or /apis/{group}/{version}/...
+        var parts = context.Request.Path.Value!.Trim('/').Split('/');
+        var rest = parts[0] == "api" ? parts[2..] : parts[3..];
+        string? ns = null;
+        if (rest.Length >= 3 && rest[0] == "namespaces")
+        {
+            ns = rest[1];
+            rest = rest[2..];
+        }
+
+        var resource = rest[0];
+        var name = rest.Length > 1 ? rest[1] : null;
+        var status = rest.Length > 2 && rest[2] == "status";
+        if (context.Request.Query["watch"] == "true")
+        {
+            context.Response.ContentType = "application/json";
+            await context.Response.Body.FlushAsync();
+            await Task.Delay(Timeout.Infinite, context.RequestAborted).ContinueWith(_ => { }, TaskScheduler.Default);
+            return;
+        }
+
+        var method = context.Request.Method;
+        var body = method is "POST" or "PUT" ? JsonNode.Parse(await new StreamReader(context.Request.Body).ReadToEndAsync())!.AsObject() : null;
+        if (method != "GET")
+        {
+            lock (_lock)
+            {
+                Writes.Add($"{method} {resource}{(status ? "/status" : string.Empty)}");
+            }
+        }
+
+        var (code, answer) = method switch
+        {
+            "GET" when name is null => (200, List(resource, ns, context.Request.Query["labelSelector"])),
+            "GET" => Get(resource, ns, name) is { } found ? (200, found) : NotFound(),
+            "POST" => Create(resource, ns, body!),
+            "PUT" => Replace(resource, ns, name!, body!, status),
+            "DELETE" => Delete(resource, ns, name!),
+            _ => (405, new JsonObject()),
+        };
+        context.Response.StatusCode = code;
+        context.Response.ContentType = "application/json";
+        await context.Response.WriteAsync(answer.ToJsonString());
+    }
+
+    private JsonObject List(string resource, string? ns, string? selector)
+    {
+        var (key, value) = selector is { Length: > 0 } s ? (s.Split('=')[0], s.Split('=')[1]) : (null, null);
+        lock (_lock)
+        {
+            var items = _objects
+                .Where(o => o.Key.Resource == resource && (ns is null || o.Key.Namespace == ns))
+                .Where(o => key is null || (string?)o.Value["metadata"]?["labels"]?[key] == value)
+                .Select(o => (JsonNode)o.Value.DeepClone())
+                .ToArray();
+            return new JsonObject { ["metadata"] = new JsonObject { ["resourceVersion"] = _version.ToString(System.Globalization.CultureInfo.InvariantCulture) }, ["items"] = new JsonArray(items) };
+        }
+    }
+
+    private (int, JsonObject) Create(string resource, string? ns, JsonObject body)
+    {
+        lock (_lock)
+        {
+            var metadata = body["metadata"]!.AsObject();
+            var name = (string?)metadata["name"] ?? (string?)metadata["generateName"] + (++_version);
+            metadata["name"] = name;
+            if (_objects.ContainsKey((resource, ns, name)))
+            {
+                return (409, Status(409, "AlreadyExists"));
+            }
+
+            metadata["resourceVersion"] = (++_version).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            metadata["uid"] = Guid.NewGuid().ToString();
+            _objects[(resource, ns, name)] = body.DeepClone().AsObject();
+            return (201, body);
+        }
+    }
+
+    private (int, JsonObject) Replace(string resource, string? ns, string name, JsonObject body, bool statusOnly)
+    {
+        lock (_lock)
+        {
+            if (!_objects.TryGetValue((resource, ns, name), out var current))
+            {
+                return NotFound();
+            }
+
+            if ((string?)body["metadata"]?["resourceVersion"] is { } version && version != (string?)current["metadata"]!["resourceVersion"])
+            {
+                return (409, Status(409, "Conflict"));
+            }
+
+            var next = statusOnly ? current.DeepClone().AsObject() : body.DeepClone().AsObject();
+            if (statusOnly)
+            {
+                next["status"] = body["status"]?.DeepClone();
+            }
+
+            next["metadata"]!["resourceVersion"] = (++_version).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            next["metadata"]!["uid"] = current["metadata"]!["uid"]?.DeepClone();
+            _objects[(resource, ns, name)] = next;
+            return (200, next);
+        }
+    }
+
+    private (int, JsonObject) Delete(string resource, string? ns, string name)
+    {
+        lock (_lock)
+        {
+            return _objects.Remove((resource, ns, name)) ? (200, Status(200, "Success")) : NotFound();
+        }
+    }
+
+    private static (int, JsonObject) NotFound() => (404, Status(404, "NotFound"));
+
+    private static JsonObject Status(int code, string reason) =>
+        new() { ["kind"] = "Status", ["apiVersion"] = "v1", ["status"] = code < 300 ? "Success" : "Failure", ["reason"] = reason, ["code"] = code };
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+    }
+}
