@@ -9,7 +9,7 @@ namespace BackendTls.Webhook.Certificates;
 
 /// <summary>
 /// <see cref="ICertificateStore"/> on the Kubernetes API: a Secret in the webhook's namespace, and JSON
-/// patches of the MutatingWebhookConfiguration's caBundle. Tested against a real API server with k3s.
+/// patches of the MutatingWebhookConfiguration's caBundle.
 /// </summary>
 internal sealed class KubernetesCertificateStore(IKubernetes client, string ns, string secretName, string webhookConfigurationName) : ICertificateStore
 {

@@ -8,7 +8,7 @@ namespace BackendTls.Webhook.Tests.Certificates;
 /// <summary>
 /// The self-managed certificate logic against an in-memory stand-in of the Secret and webhook
 /// configuration (with the API's optimistic-concurrency rules). The real API plumbing
-/// (KubernetesCertificateStore) is covered by the k3s tests.
+/// (KubernetesCertificateStore) is covered against the API stand-in and by the k3s tests.
 /// </summary>
 public class SelfManagedCertificateTests
 {

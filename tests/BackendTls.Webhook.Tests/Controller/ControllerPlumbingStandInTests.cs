@@ -81,6 +81,43 @@ public sealed class ControllerPlumbingStandInTests
     }
 
     [Fact]
+    public async Task SelfManagedCertificates_KubernetesStore_SharedSecret_CaBundleRepaired()
+    {
+        await using var api = new ApiStandIn();
+        await api.StartAsync();
+        api.Seed("mutatingwebhookconfigurations", null, Obj("""
+            {"apiVersion":"admissionregistration.k8s.io/v1","kind":"MutatingWebhookConfiguration","metadata":{"name":"injector"},
+             "webhooks":[{"name":"a.backendtls.io","admissionReviewVersions":["v1"],"sideEffects":"None","clientConfig":{"service":{"name":"w","namespace":"s"}}},
+                         {"name":"b.backendtls.io","admissionReviewVersions":["v1"],"sideEffects":"None","clientConfig":{"service":{"name":"w","namespace":"s"}}}]}
+            """));
+        using var client = new Kubernetes(new KubernetesClientConfiguration { Host = api.Url });
+        var store = new KubernetesCertificateStore(client, "backendtls-system", "backendtls-webhook-tls", "injector");
+        SelfManagedCertificateSource Replica() => new(store, ["w.s.svc"], new BackendTls.Webhook.Admin.WebhookMetrics(), TimeProvider.System,
+            NullLogger<SelfManagedCertificateSource>.Instance);
+        var a = Replica();
+        var b = Replica();
+
+        await Task.WhenAll(a.ReconcileAsync(default), b.ReconcileAsync(default));
+
+        Assert.Null(a.Problem);
+        Assert.Null(b.Problem);
+        Assert.Equal(a.Current!.Thumbprint, b.Current!.Thumbprint);
+        Assert.Single(api.All("secrets")); // both tried to create it; the loser got 409 and used the winner's
+        var ca = (await store.ReadAsync(default))!.Bundle.CaCertificatePem;
+        var published = api.Get("mutatingwebhookconfigurations", null, "injector")!["webhooks"]!.AsArray()
+            .Select(w => System.Text.Encoding.UTF8.GetString(Convert.FromBase64String((string)w!["clientConfig"]!["caBundle"]!)));
+        Assert.All(published, p => Assert.Equal(ca, p));
+
+        // Drift: someone re-applies the configuration without caBundle; the next pass repairs it.
+        api.Seed("mutatingwebhookconfigurations", null, Obj("""
+            {"apiVersion":"admissionregistration.k8s.io/v1","kind":"MutatingWebhookConfiguration","metadata":{"name":"injector"},
+             "webhooks":[{"name":"a.backendtls.io","admissionReviewVersions":["v1"],"sideEffects":"None","clientConfig":{"service":{"name":"w","namespace":"s"}}}]}
+            """));
+        await a.ReconcileAsync(default);
+        Assert.NotNull(api.Get("mutatingwebhookconfigurations", null, "injector")!["webhooks"]![0]!["clientConfig"]!["caBundle"]);
+    }
+
+    [Fact]
     public async Task HostedController_TakesTheLease_AndReconciles()
     {
         await using var api = await SeededAsync();

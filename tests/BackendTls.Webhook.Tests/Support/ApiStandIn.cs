@@ -82,7 +82,8 @@ internal sealed class ApiStandIn : IAsyncDisposable
         }
 
         var method = context.Request.Method;
-        var body = method is "POST" or "PUT" ? JsonNode.Parse(await new StreamReader(context.Request.Body).ReadToEndAsync())!.AsObject() : null;
+        var text = method is "POST" or "PUT" or "PATCH" ? await new StreamReader(context.Request.Body).ReadToEndAsync() : null;
+        var body = text is null ? null : JsonNode.Parse(text) is JsonObject o ? o : new JsonObject { ["patch"] = JsonNode.Parse(text) };
         if (method != "GET")
         {
             lock (_lock)
@@ -98,6 +99,7 @@ internal sealed class ApiStandIn : IAsyncDisposable
             "POST" => Create(resource, ns, body!),
             "PUT" => Replace(resource, ns, name!, body!, status),
             "DELETE" => Delete(resource, ns, name!),
+            "PATCH" when context.Request.ContentType?.StartsWith("application/json-patch+json", StringComparison.Ordinal) == true => Patch(resource, ns, name!, body!),
             _ => (405, new JsonObject()),
         };
         context.Response.StatusCode = code;
@@ -162,6 +164,25 @@ internal sealed class ApiStandIn : IAsyncDisposable
             next["metadata"]!["uid"] = current["metadata"]!["uid"]?.DeepClone();
             _objects[(resource, ns, name)] = next;
             return (200, next);
+        }
+    }
+
+    /// <summary>RFC 6902 patches, applied with ASP.NET Core's JSON Patch.</summary>
+    private (int, JsonObject) Patch(string resource, string? ns, string name, JsonObject body)
+    {
+        lock (_lock)
+        {
+            if (!_objects.TryGetValue((resource, ns, name), out var current))
+            {
+                return NotFound();
+            }
+
+            var document = System.Text.Json.JsonSerializer.Deserialize<Microsoft.AspNetCore.JsonPatch.SystemTextJson.JsonPatchDocument>(body["patch"]!.ToJsonString())!;
+            var next = current.DeepClone();
+            document.ApplyTo(next);
+            next["metadata"]!["resourceVersion"] = (++_version).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            _objects[(resource, ns, name)] = next.AsObject();
+            return (200, next.AsObject());
         }
     }
 
