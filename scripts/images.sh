@@ -32,8 +32,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-check "build Dockerfile.sidecar" docker build -q -f Dockerfile.sidecar -t backendtls-sidecar:ci . >/dev/null
-check "build Dockerfile.webhook" docker build -q -f Dockerfile.webhook -t backendtls-webhook:ci . >/dev/null
+build() { docker build -q -f "$1" -t "$2" . >/dev/null; }
+check "build Dockerfile.sidecar" build Dockerfile.sidecar backendtls-sidecar:ci
+check "build Dockerfile.webhook" build Dockerfile.webhook backendtls-webhook:ci
 
 sidecar_proxies() {
   local port=$((21000 + RANDOM % 10000)) listen admin
