@@ -17,10 +17,7 @@ public class LegacyTlsBackendTests
         var (server, port) = await StartServerAsync(certificates, version);
         await using var _ = server;
         await using var sidecar = new SidecarFixture();
-        sidecar.Render(Manifests.Service("svc") + Manifests.CaConfigMap("root-ca", File.ReadAllText(Path.Combine(certificates, "root.crt")))
-                       + Manifests.Policy("p", "svc", "www.example.com"));
-        sidecar.Resolve["svc.default.svc.cluster.local:8443"] = $"127.0.0.1:{port}";
-        await sidecar.StartAsync();
+        await sidecar.StartForBackendAsync(port, File.ReadAllText(Path.Combine(certificates, "root.crt")), "www.example.com");
 
         using var response = await sidecar.GetAsync("www.example.com");
 

@@ -18,9 +18,7 @@ public class LifecycleTests
         using var leaf = ca.Issue("CN=backend", dnsNames: [Hostname]);
         await using var backend = await EchoBackend.StartAsync(leaf);
         await using var sidecar = new SidecarFixture { DrainTimeout = TimeSpan.FromSeconds(10) };
-        sidecar.Render(Manifests.Service("svc") + Manifests.CaConfigMap("root-ca", ca.CertificatePem) + Manifests.Policy("p", "svc", Hostname));
-        sidecar.Resolve["svc.default.svc.cluster.local:8443"] = $"127.0.0.1:{backend.Port}";
-        await sidecar.StartAsync();
+        await sidecar.StartForBackendAsync(backend.Port, ca.CertificatePem, Hostname);
 
         var slow = sidecar.GetAsync(Hostname, "/slow?delayMs=1500");
         await SidecarFixture.EventuallyAsync(async () => (await sidecar.MetricsAsync()).Contains("backendtls_upstream_connections_open{target=\"default/svc:8443\"} 1", StringComparison.Ordinal),
@@ -41,9 +39,7 @@ public class LifecycleTests
         using var leaf = ca.Issue("CN=backend", dnsNames: [Hostname]);
         await using var backend = await EchoBackend.StartAsync(leaf);
         await using var sidecar = new SidecarFixture { ResponseTimeout = TimeSpan.FromMilliseconds(400) };
-        sidecar.Render(Manifests.Service("svc") + Manifests.CaConfigMap("root-ca", ca.CertificatePem) + Manifests.Policy("p", "svc", Hostname));
-        sidecar.Resolve["svc.default.svc.cluster.local:8443"] = $"127.0.0.1:{backend.Port}";
-        await sidecar.StartAsync();
+        await sidecar.StartForBackendAsync(backend.Port, ca.CertificatePem, Hostname);
 
         using var slow = await sidecar.GetAsync(Hostname, "/slow?delayMs=3000");
         using var fast = await sidecar.GetAsync(Hostname, "/fast");

@@ -17,9 +17,7 @@ public class ReloadAndRoutingTests
     private static async Task<SidecarFixture> StartAsync(EchoBackend backend, string caPem)
     {
         var sidecar = new SidecarFixture();
-        sidecar.Render(Inputs(caPem));
-        sidecar.Resolve["svc.default.svc.cluster.local:8443"] = $"127.0.0.1:{backend.Port}";
-        await sidecar.StartAsync();
+        await sidecar.StartForBackendAsync(backend.Port, caPem, Hostname);
         return sidecar;
     }
 
@@ -193,9 +191,7 @@ public class ReloadAndRoutingTests
     {
         using var ca = CertificateAuthority.Create("CN=Root");
         await using var sidecar = new SidecarFixture();
-        sidecar.Render(Inputs(ca.CertificatePem));
-        sidecar.Resolve["svc.default.svc.cluster.local:8443"] = $"127.0.0.1:{SidecarFixture.FreePort()}";
-        await sidecar.StartAsync();
+        await sidecar.StartForBackendAsync(SidecarFixture.FreePort(), ca.CertificatePem, Hostname);
 
         using var response = await sidecar.GetAsync(Hostname);
 
@@ -210,9 +206,7 @@ public class ReloadAndRoutingTests
         using var silent = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0); // accepts TCP, never speaks TLS
         silent.Start();
         await using var sidecar = new SidecarFixture { HandshakeTimeout = TimeSpan.FromMilliseconds(300) };
-        sidecar.Render(Inputs(ca.CertificatePem));
-        sidecar.Resolve["svc.default.svc.cluster.local:8443"] = $"127.0.0.1:{((IPEndPoint)silent.LocalEndpoint).Port}";
-        await sidecar.StartAsync();
+        await sidecar.StartForBackendAsync(((IPEndPoint)silent.LocalEndpoint).Port, ca.CertificatePem, Hostname);
 
         using var response = await sidecar.GetAsync(Hostname);
 

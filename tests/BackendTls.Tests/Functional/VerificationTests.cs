@@ -27,11 +27,7 @@ public class VerificationTests
     {
         await using var backend = await EchoBackend.StartAsync(served, chain);
         await using var sidecar = new SidecarFixture();
-        var rendered = sidecar.Render(Manifests.Service("svc") + Manifests.CaConfigMap("root-ca", trusted.CertificatePem)
-                                      + Manifests.Policy("p", "svc", hostname, extraValidation: extraValidation, options: options));
-        Assert.All(rendered.Policies, p => Assert.True(p.IsAccepted, p.Accepted.Message));
-        sidecar.Resolve["svc.default.svc.cluster.local:8443"] = $"127.0.0.1:{backend.Port}";
-        await sidecar.StartAsync();
+        await sidecar.StartForBackendAsync(backend.Port, trusted.CertificatePem, hostname, extraValidation, options);
 
         using var response = await sidecar.GetAsync(hostname, "/echo?x=1");
         var text = await response.Content.ReadAsStringAsync();
@@ -216,10 +212,7 @@ public class VerificationTests
         using var leaf = ca.Issue("CN=backend", dnsNames: [Hostname]);
         await using var backend = await EchoBackend.StartAsync(leaf, protocols: System.Security.Authentication.SslProtocols.Tls12);
         await using var sidecar = new SidecarFixture();
-        sidecar.Render(Manifests.Service("svc") + Manifests.CaConfigMap("root-ca", ca.CertificatePem)
-                       + Manifests.Policy("p", "svc", Hostname, options: "backendtls.io/min-tls-version: \"1.3\""));
-        sidecar.Resolve["svc.default.svc.cluster.local:8443"] = $"127.0.0.1:{backend.Port}";
-        await sidecar.StartAsync();
+        await sidecar.StartForBackendAsync(backend.Port, ca.CertificatePem, Hostname, options: "backendtls.io/min-tls-version: \"1.3\"");
 
         using var response = await sidecar.GetAsync(Hostname);
 

@@ -82,6 +82,18 @@ internal sealed class SidecarFixture : IAsyncDisposable
         await _app.StartAsync();
     }
 
+    /// <summary>
+    /// The common case: one policy (Service <c>svc</c> port 8443, CA ConfigMap <c>root-ca</c>) whose Service
+    /// name resolves to a backend on loopback; rendered, then started.
+    /// </summary>
+    public async Task StartForBackendAsync(int backendPort, string caPem, string hostname = "abc.example.com", string? extraValidation = null, string? options = null)
+    {
+        var rendered = Render(Manifests.Service("svc") + Manifests.CaConfigMap("root-ca", caPem) + Manifests.Policy("p", "svc", hostname, extraValidation: extraValidation, options: options));
+        Assert.All(rendered.Policies, p => Assert.True(p.IsAccepted, p.Accepted.Message));
+        Resolve["svc.default.svc.cluster.local:8443"] = $"127.0.0.1:{backendPort}";
+        await StartAsync();
+    }
+
     /// <summary>Stops the host the way SIGTERM does (stop accepting, drain in-flight requests).</summary>
     public async Task StopAsync()
     {
