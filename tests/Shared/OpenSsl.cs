@@ -3,6 +3,17 @@ namespace BackendTls.Tests.Shared;
 /// <summary>Certificates made with the openssl CLI, exactly as the seed tutorial makes them.</summary>
 internal static class OpenSsl
 {
+    /// <summary>The tutorial's three openssl commands, as it prints them (a test checks they are still in the tutorial).</summary>
+    public static IReadOnlyList<string[]> TutorialCommands { get; } =
+    [
+        ["req", "-x509", "-sha256", "-nodes", "-days", "365", "-newkey", "rsa:2048", "-subj", "/O=any domain/CN=*",
+            "-keyout", "example_certs/root.key", "-out", "example_certs/root.crt"],
+        ["req", "-out", "example_certs/httpbin.csr", "-newkey", "rsa:2048", "-nodes", "-keyout", "example_certs/httpbin.key",
+            "-subj", "/CN=*/O=any domain"],
+        ["x509", "-req", "-sha256", "-days", "365", "-CA", "example_certs/root.crt", "-CAkey", "example_certs/root.key",
+            "-set_serial", "0", "-in", "example_certs/httpbin.csr", "-out", "example_certs/httpbin.crt"],
+    ];
+
     /// <summary>
     /// The tutorial's root and httpbin certificates (CN=*, no subjectAltName, X.509 v1 leaf), or with
     /// <paramref name="subjectAltName"/> the same leaf signed with that extension (the fix).
@@ -11,12 +22,9 @@ internal static class OpenSsl
     {
         var dir = Directory.CreateTempSubdirectory("seed-certs-").FullName;
         Directory.CreateDirectory(Path.Combine(dir, "example_certs"));
-        await Run(dir, "req", "-x509", "-sha256", "-nodes", "-days", "365", "-newkey", "rsa:2048", "-subj", "/O=any domain/CN=*",
-            "-keyout", "example_certs/root.key", "-out", "example_certs/root.crt");
-        await Run(dir, "req", "-out", "example_certs/httpbin.csr", "-newkey", "rsa:2048", "-nodes", "-keyout", "example_certs/httpbin.key",
-            "-subj", "/CN=*/O=any domain");
-        string[] sign = ["x509", "-req", "-sha256", "-days", "365", "-CA", "example_certs/root.crt", "-CAkey", "example_certs/root.key",
-            "-set_serial", "0", "-in", "example_certs/httpbin.csr", "-out", "example_certs/httpbin.crt"];
+        await Run(dir, TutorialCommands[0]);
+        await Run(dir, TutorialCommands[1]);
+        var sign = TutorialCommands[2];
         if (subjectAltName is not null)
         {
             File.WriteAllText(Path.Combine(dir, "san.ext"), $"subjectAltName={subjectAltName}\n");
