@@ -38,7 +38,7 @@ internal sealed class ProxyHandler(IProxySnapshotSource snapshots, SidecarMetric
         // (1) Target
         if (snapshots.Current is null)
         {
-            await WriteErrorAsync(context, StatusCodes.Status503ServiceUnavailable, SidecarMetrics.UnknownTarget, FailureReason.NotReady,
+            await WriteErrorAsync(context, started, StatusCodes.Status503ServiceUnavailable, SidecarMetrics.UnknownTarget, FailureReason.NotReady,
                 "the sidecar has no valid config yet; see /healthz/ready on the admin port");
             return;
         }
@@ -50,7 +50,7 @@ internal sealed class ProxyHandler(IProxySnapshotSource snapshots, SidecarMetric
             if (route.Target is null)
             {
                 Log.NoTarget(logger, context.Request.Host.Value ?? "(no host)", context.Request.Path.Value ?? "/");
-                await WriteErrorAsync(context, StatusCodes.Status404NotFound, SidecarMetrics.UnknownTarget, FailureReason.NoPolicy, route.Problem!);
+                await WriteErrorAsync(context, started, StatusCodes.Status404NotFound, SidecarMetrics.UnknownTarget, FailureReason.NoPolicy, route.Problem!);
                 return;
             }
 
@@ -60,7 +60,7 @@ internal sealed class ProxyHandler(IProxySnapshotSource snapshots, SidecarMetric
 
         if (target is null)
         {
-            await WriteErrorAsync(context, StatusCodes.Status503ServiceUnavailable, SidecarMetrics.UnknownTarget, FailureReason.NotReady, "config is being reloaded; retry");
+            await WriteErrorAsync(context, started, StatusCodes.Status503ServiceUnavailable, SidecarMetrics.UnknownTarget, FailureReason.NotReady, "config is being reloaded; retry");
             return;
         }
 
@@ -68,7 +68,7 @@ internal sealed class ProxyHandler(IProxySnapshotSource snapshots, SidecarMetric
         if (target.IsFailClosed)
         {
             Log.FailClosedRequest(logger, target.Id, target.Config.FailClosedMessage);
-            await WriteErrorAsync(context, StatusCodes.Status503ServiceUnavailable, target.Id, FailureReason.InvalidPolicy,
+            await WriteErrorAsync(context, started, StatusCodes.Status503ServiceUnavailable, target.Id, FailureReason.InvalidPolicy,
                 "fail-closed: " + target.Config.FailClosedMessage);
             return;
         }
@@ -81,13 +81,13 @@ internal sealed class ProxyHandler(IProxySnapshotSource snapshots, SidecarMetric
         }
         catch (Exception e) when ((FindFailure(e) ?? HandshakeFailure(e, target, context)) is { } failure)
         {
-            await WriteErrorAsync(context, StatusCodes.Status502BadGateway, target.Id, failure.Reason, failure.Detail);
+            await WriteErrorAsync(context, started, StatusCodes.Status502BadGateway, target.Id, failure.Reason, failure.Detail);
             return;
         }
         catch (HttpRequestException e) when (!context.RequestAborted.IsCancellationRequested)
         {
             var reason = e.HttpRequestError == HttpRequestError.ResponseEnded ? FailureReason.UpstreamReset : FailureReason.UpstreamProtocolError;
-            await WriteErrorAsync(context, StatusCodes.Status502BadGateway, target.Id, reason, $"the backend did not send a valid response: {e.Message}");
+            await WriteErrorAsync(context, started, StatusCodes.Status502BadGateway, target.Id, reason, $"the backend did not send a valid response: {e.Message}");
             return;
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
@@ -97,7 +97,7 @@ internal sealed class ProxyHandler(IProxySnapshotSource snapshots, SidecarMetric
         }
         catch (OperationCanceledException)
         {
-            await WriteErrorAsync(context, StatusCodes.Status504GatewayTimeout, target.Id, FailureReason.UpstreamTimeout,
+            await WriteErrorAsync(context, started, StatusCodes.Status504GatewayTimeout, target.Id, FailureReason.UpstreamTimeout,
                 $"the backend sent no response headers within {target.ResponseTimeout.TotalSeconds:0.###}s (--response-timeout)");
             return;
         }
@@ -293,9 +293,8 @@ internal sealed class ProxyHandler(IProxySnapshotSource snapshots, SidecarMetric
     }
 
     /// <summary>An error the sidecar itself answers: reason in a header and a small JSON body.</summary>
-    private async Task WriteErrorAsync(HttpContext context, int status, string targetId, string reason, string detail)
+    private async Task WriteErrorAsync(HttpContext context, long started, int status, string targetId, string reason, string detail)
     {
-        var started = Stopwatch.GetTimestamp();
         context.Response.StatusCode = status;
         context.Response.Headers[ErrorHeader] = reason;
         context.Response.ContentType = "application/json; charset=utf-8";
