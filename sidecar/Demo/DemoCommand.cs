@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using BackendTls.Policy.Rendering;
 using BackendTls.Sidecar.Certificates;
 using BackendTls.Sidecar.Hosting;
+using BackendTls.Sidecar.Rendering;
 
 namespace BackendTls.Sidecar.Demo;
 
@@ -32,11 +33,7 @@ internal static class DemoCommand
 
             var configDir = Path.Combine(work.FullName, "config");
             var rendered = PolicyRenderer.RenderYaml([("demo.yaml", Manifests(ca.CertificatePem))]);
-            Directory.CreateDirectory(configDir);
-            foreach (var (name, content) in rendered.Files)
-            {
-                await File.WriteAllTextAsync(Path.Combine(configDir, name), content);
-            }
+            RenderCommand.WriteDirectory(configDir, rendered.Files);
 
             output.WriteLine($"2. Rendered BackendTLSPolicies into {configDir}:");
             foreach (var policy in rendered.Policies)

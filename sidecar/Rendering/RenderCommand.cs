@@ -96,8 +96,11 @@ internal static class RenderCommand
         return Report(result, stderr);
     }
 
-    /// <summary>Writes the files, then removes CA bundles of an earlier render that are no longer used.</summary>
-    private static void WriteDirectory(string directory, IReadOnlyDictionary<string, string> files)
+    /// <summary>
+    /// Writes a rendered config directory as a live sidecar should see it change: each file replaced
+    /// atomically, CA bundles before the config that names them, stale bundles of an earlier render removed.
+    /// </summary>
+    public static void WriteDirectory(string directory, IReadOnlyDictionary<string, string> files)
     {
         Directory.CreateDirectory(directory);
         // CA bundles first, the config last: a live sidecar never sees a config naming a missing bundle.

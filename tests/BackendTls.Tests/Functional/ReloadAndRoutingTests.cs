@@ -1,3 +1,4 @@
+using BackendTls.Tests.Shared;
 using System.Net;
 using System.Text.Json;
 using BackendTls.Sidecar.Certificates;

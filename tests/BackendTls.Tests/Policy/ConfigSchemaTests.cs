@@ -1,3 +1,4 @@
+using BackendTls.Tests.Shared;
 using System.Text.Json.Nodes;
 using BackendTls.Policy.Rendering;
 using BackendTls.Policy.Yaml;

@@ -1,3 +1,4 @@
+using BackendTls.Tests.Shared;
 using BackendTls.Policy.Loading;
 using BackendTls.Policy.Model;
 using BackendTls.Policy.Rendering;

@@ -1,3 +1,4 @@
+using BackendTls.Tests.Shared;
 using System.Net;
 using BackendTls.Policy.Rendering;
 using BackendTls.Sidecar.Hosting;
@@ -52,15 +53,8 @@ internal sealed class SidecarFixture : IAsyncDisposable
         return result;
     }
 
-    public void WriteFiles(IReadOnlyDictionary<string, string> files)
-    {
-        foreach (var (name, content) in files.OrderBy(f => f.Key == "backendtls.yaml"))
-        {
-            var path = Path.Combine(ConfigDir, name);
-            File.WriteAllText(path + ".tmp", content);
-            File.Move(path + ".tmp", path, overwrite: true);
-        }
-    }
+    public void WriteFiles(IReadOnlyDictionary<string, string> files) =>
+        BackendTls.Sidecar.Rendering.RenderCommand.WriteDirectory(ConfigDir, files);
 
     public async Task StartAsync()
     {

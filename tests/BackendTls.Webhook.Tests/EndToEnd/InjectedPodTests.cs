@@ -5,6 +5,7 @@ using BackendTls.Policy.Rendering;
 using BackendTls.Sidecar.Certificates;
 using BackendTls.Sidecar.Demo;
 using BackendTls.Tests.Shared;
+using TestManifests = BackendTls.Tests.Shared.Manifests;
 using BackendTls.Webhook.Injection;
 using BackendTls.Webhook.Tests.Patching;
 using BackendTls.Webhook.Tests.Support;
@@ -59,11 +60,9 @@ public sealed class InjectedPodTests
         var mount = sidecar.VolumeMounts.Single(m => m.Name == InjectorSettings.VolumeName);
         var volume = injected.Spec.Volumes.Single(v => v.Name == mount.Name);
         var mounted = Directory.CreateTempSubdirectory("configmap-").FullName;
-        var rendered = PolicyRenderer.RenderYaml([("policy.yaml", PolicyManifests(ca.CertificatePem))]);
-        foreach (var (name, content) in rendered.Files)
-        {
-            File.WriteAllText(Path.Combine(mounted, name), content);
-        }
+        var policy = TestManifests.Service("httpbin", "httpbin", 8000, "http") + TestManifests.CaConfigMap("root-ca", ca.CertificatePem, "httpbin")
+                     + TestManifests.Policy("httpbin", "httpbin", "www.example.com", ns: "httpbin");
+        BackendTls.Sidecar.Rendering.RenderCommand.WriteDirectory(mounted, PolicyRenderer.RenderYaml([("policy.yaml", policy)]).Files);
 
         Assert.Equal("backendtls-policy", volume.ConfigMap.Name);
         var args = sidecar.Args.Select(a => a == mount.MountPath ? mounted : a).ToList();
@@ -97,27 +96,4 @@ public sealed class InjectedPodTests
         Assert.Contains("\"EventId\":200", process.Output, StringComparison.Ordinal); // --log-format json from the pod spec
         Directory.Delete(mounted, true);
     }
-
-    private static string PolicyManifests(string caPem) => $$"""
-        apiVersion: v1
-        kind: Service
-        metadata: {name: httpbin, namespace: httpbin}
-        spec: {ports: [{name: http, port: 8000}]}
-        ---
-        apiVersion: v1
-        kind: ConfigMap
-        metadata: {name: root-ca, namespace: httpbin}
-        data:
-          ca.crt: |
-        {{string.Join("\n", caPem.TrimEnd().Split('\n').Select(l => "    " + l))}}
-        ---
-        apiVersion: gateway.networking.k8s.io/v1
-        kind: BackendTLSPolicy
-        metadata: {name: httpbin, namespace: httpbin}
-        spec:
-          targetRefs: [{group: "", kind: Service, name: httpbin}]
-          validation:
-            caCertificateRefs: [{group: "", kind: ConfigMap, name: root-ca}]
-            hostname: www.example.com
-        """;
 }

@@ -1,4 +1,4 @@
-namespace BackendTls.Tests.Support;
+namespace BackendTls.Tests.Shared;
 
 /// <summary>Builds the Kubernetes manifests tests render: Services, CA holders and BackendTLSPolicies.</summary>
 internal static class Manifests
