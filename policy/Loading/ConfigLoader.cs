@@ -18,8 +18,10 @@ public sealed record LoadOutcome(LoadedConfig? Config, IReadOnlyList<string> Err
 /// Reads, validates and compiles <c>backendtls.yaml</c> and the CA bundles it names. All problems are
 /// collected (not only the first) and each names the target, the field and the fix.
 /// </summary>
-public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClusterDomain)
+public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClusterDomain, TimeProvider? time = null)
 {
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+
     public const string DefaultClusterDomain = "cluster.local";
     public const int MaxTargets = 1024;
 
@@ -248,7 +250,7 @@ public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClus
         var caHash = new StringBuilder();
         for (var i = 0; i < caFiles.Count; i++)
         {
-            var bundle = LoadBundle(folder, caFiles[i], $"caCertificates[{i}]", anchors, Error, warnings, where);
+            var bundle = LoadBundle(folder, caFiles[i], $"caCertificates[{i}]", anchors, Error, warnings, where, _time.GetUtcNow());
             if (bundle is not null)
             {
                 bundles.Add(bundle);
@@ -350,7 +352,8 @@ public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClus
         X509Certificate2Collection anchors,
         Action<string, string> error,
         List<string> warnings,
-        string where)
+        string where,
+        DateTimeOffset now)
     {
         var source = file.Source is null ? string.Empty : $" (from {file.Source})";
         if (file.File is null || ConfigDirectory.SafeFilePath(folder, file.File) is not { } path)
@@ -393,7 +396,6 @@ public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClus
             return null;
         }
 
-        var now = DateTimeOffset.UtcNow;
         foreach (var certificate in certificates)
         {
             if (certificate.NotAfter.ToUniversalTime() < now)

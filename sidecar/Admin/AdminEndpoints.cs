@@ -2,6 +2,8 @@ using System.Buffers;
 using System.Text.Json;
 using BackendTls.Policy.Loading;
 using BackendTls.Sidecar.Configuration;
+using BackendTls.Sidecar.Listeners;
+using BackendTls.Sidecar.Telemetry;
 
 namespace BackendTls.Sidecar.Admin;
 
@@ -11,7 +13,7 @@ namespace BackendTls.Sidecar.Admin;
 /// target (certificate subjects and expiry, never key material). A switch on the path keeps this off
 /// the routing middleware the data path doesn't need.
 /// </summary>
-internal sealed class AdminEndpoints(IProxySnapshotSource snapshots, SidecarMetrics metrics)
+internal sealed class AdminEndpoints(IProxySnapshotSource snapshots, SidecarMetrics metrics, IListenerStatus listeners)
 {
     public Task HandleAsync(HttpContext context)
     {
@@ -40,11 +42,30 @@ internal sealed class AdminEndpoints(IProxySnapshotSource snapshots, SidecarMetr
 
     private Task WriteReadyAsync(HttpContext context)
     {
-        var ready = snapshots.Current is not null && BackendTls.Sidecar.Tls.TrustStoreWarmup.Started.IsCompleted;
+        var bound = listeners.Bound;
+        var ready = snapshots.Current is not null && BackendTls.Sidecar.Tls.TrustStoreWarmup.Started.IsCompleted && bound.Count > 0;
         return WriteJsonAsync(context, ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable, json =>
         {
             json.WriteBoolean("ready", ready);
             json.WriteBoolean("trustStoreLoaded", BackendTls.Sidecar.Tls.TrustStoreWarmup.Started.IsCompleted);
+            json.WriteStartArray("listening");
+            foreach (var address in bound)
+            {
+                json.WriteStringValue(address);
+            }
+
+            json.WriteEndArray();
+            if (listeners.Problems.Count > 0)
+            {
+                // A reload asked for a listenPort that cannot be bound: still ready for every other target.
+                json.WriteStartObject("listenPortProblems");
+                foreach (var (port, problem) in listeners.Problems)
+                {
+                    json.WriteString(port.ToString(System.Globalization.CultureInfo.InvariantCulture), problem);
+                }
+
+                json.WriteEndObject();
+            }
             if (snapshots.Current is { } current)
             {
                 json.WriteStartObject("config");

@@ -1,10 +1,8 @@
 using System.Text;
 using BackendTls.Policy.Loading;
-using BackendTls.Sidecar.Admin;
-using BackendTls.Sidecar.Forwarding;
-using BackendTls.Sidecar.Hosting;
-using BackendTls.Sidecar.Logging;
 using BackendTls.Sidecar.Routing;
+using BackendTls.Sidecar.Telemetry;
+using BackendTls.Sidecar.Upstreams;
 
 namespace BackendTls.Sidecar.Configuration;
 
@@ -17,6 +15,9 @@ internal interface IProxySnapshotSource
     LoadAttempt? LastAttempt { get; }
 }
 
+/// <summary>What the config store needs from the command line.</summary>
+internal sealed record ConfigSettings(string ConfigDir, string ClusterDomain, TimeSpan PollInterval, UpstreamSettings Upstream);
+
 /// <summary>
 /// Loads the config directory at start and whenever it changes (file system events, plus polling
 /// because events are unreliable on some volume types). A change is applied atomically by swapping
@@ -25,13 +26,14 @@ internal interface IProxySnapshotSource
 /// </summary>
 internal sealed class ConfigStore : BackgroundService, IProxySnapshotSource
 {
-    private readonly SidecarOptions _options;
+    private static readonly TimeSpan SettleDelay = TimeSpan.FromMilliseconds(50);
+
+    private readonly ConfigSettings _settings;
     private readonly SidecarMetrics _metrics;
     private readonly ILogger _logger;
     private readonly ILogger _upstreamLogger;
     private readonly ConfigDirectory _directory;
     private readonly ConfigLoader _loader;
-    private readonly UpstreamSettings _upstream;
     private readonly TimeProvider _time;
     private readonly SemaphoreSlim _changed = new(0, 1);
     private readonly Lock _reloadLock = new();
@@ -40,21 +42,23 @@ internal sealed class ConfigStore : BackgroundService, IProxySnapshotSource
     private string? _lastStamp;
     private string? _lastErrorText;
 
-    public ConfigStore(SidecarOptions options, SidecarMetrics metrics, ILoggerFactory loggers, TimeProvider time)
+    public ConfigStore(ConfigSettings settings, SidecarMetrics metrics, ILoggerFactory loggers, TimeProvider time)
     {
-        _options = options;
+        _settings = settings;
         _metrics = metrics;
         _time = time;
         _logger = loggers.CreateLogger("BackendTls.Sidecar.Config");
         _upstreamLogger = loggers.CreateLogger("BackendTls.Sidecar.Upstream");
-        _directory = new ConfigDirectory(options.ConfigDir);
-        _loader = new ConfigLoader(options.ClusterDomain);
-        _upstream = new UpstreamSettings(options.ConnectTimeout, options.HandshakeTimeout, options.UpstreamIdleTimeout, options.Resolve, options.ResponseTimeout);
+        _directory = new ConfigDirectory(settings.ConfigDir);
+        _loader = new ConfigLoader(settings.ClusterDomain, time);
     }
 
     public ProxySnapshot? Current => Volatile.Read(ref _current);
 
     public LoadAttempt? LastAttempt => Volatile.Read(ref _lastAttempt);
+
+    /// <summary>Raised after a new snapshot is in place (listeners bind new dedicated ports).</summary>
+    public event Action<ProxySnapshot>? Changed;
 
     /// <summary>Loads now if the directory changed since the last look. Returns whether a load ran.</summary>
     public bool ReloadIfChanged()
@@ -68,7 +72,17 @@ internal sealed class ConfigStore : BackgroundService, IProxySnapshotSource
             }
 
             _lastStamp = stamp;
-            Reload();
+            try
+            {
+                Reload();
+            }
+            catch (Exception e)
+            {
+                // Whatever the input did, the last good config stays and the process keeps serving.
+                Reject([$"{_directory.Path}: the config could not be loaded ({e.GetType().Name}: {e.Message}); this is a defect, please report it"]);
+                Log.ReloadCrashed(_logger, e);
+            }
+
             return true;
         }
     }
@@ -76,23 +90,13 @@ internal sealed class ConfigStore : BackgroundService, IProxySnapshotSource
     private void Reload()
     {
         var outcome = _loader.Load(_directory);
-        var now = _time.GetUtcNow();
         if (outcome.Config is not { } config)
         {
-            _metrics.Reloads.WithLabels("failure").Inc();
-            _metrics.ConfigValid.Set(0);
-            Volatile.Write(ref _lastAttempt, new LoadAttempt(now, false, outcome.Errors));
-            var errorText = string.Join(" | ", outcome.Errors);
-            if (errorText != _lastErrorText)
-            {
-                _lastErrorText = errorText;
-                var action = Current is null ? "the sidecar stays not ready until it is fixed" : "keeping the last good config";
-                Log.ConfigRejected(_logger, _directory.Path, action, errorText);
-            }
-
+            Reject(outcome.Errors);
             return;
         }
 
+        var now = _time.GetUtcNow();
         _lastErrorText = null;
         Volatile.Write(ref _lastAttempt, new LoadAttempt(now, true, []));
         _metrics.ConfigValid.Set(1);
@@ -106,6 +110,20 @@ internal sealed class ConfigStore : BackgroundService, IProxySnapshotSource
         Apply(config, previous, now);
         _metrics.Reloads.WithLabels("success").Inc();
         _metrics.LastReloadSuccess.Set(now.ToUnixTimeMilliseconds() / 1000.0);
+    }
+
+    private void Reject(IReadOnlyList<string> errors)
+    {
+        _metrics.Reloads.WithLabels("failure").Inc();
+        _metrics.ConfigValid.Set(0);
+        Volatile.Write(ref _lastAttempt, new LoadAttempt(_time.GetUtcNow(), false, errors));
+        var errorText = string.Join(" | ", errors);
+        if (errorText != _lastErrorText)
+        {
+            _lastErrorText = errorText;
+            var action = Current is null ? "the sidecar stays not ready until it is fixed" : "keeping the last good config";
+            Log.ConfigRejected(_logger, _directory.Path, action, errorText);
+        }
     }
 
     private void Apply(LoadedConfig config, ProxySnapshot? previous, DateTimeOffset now)
@@ -125,11 +143,11 @@ internal sealed class ConfigStore : BackgroundService, IProxySnapshotSource
                 continue;
             }
 
-            targets.Add(new UpstreamTarget(target, _upstream, _metrics, _upstreamLogger));
+            targets.Add(new UpstreamTarget(target, _settings.Upstream, _metrics, _upstreamLogger));
             DescribeTarget(target);
         }
 
-        var snapshot = new ProxySnapshot(config, targets, new TargetRouter(targets, _options.ClusterDomain), now);
+        var snapshot = new ProxySnapshot(config, targets, new TargetRouter(targets, _settings.ClusterDomain), now);
         Volatile.Write(ref _current, snapshot);
         Log.ConfigLoaded(_logger, config.Fingerprint, config.SourcePath, targets.Count);
 
@@ -145,6 +163,7 @@ internal sealed class ConfigStore : BackgroundService, IProxySnapshotSource
 
         _metrics.Targets.WithLabels("verifying").Set(targets.Count(t => !t.IsFailClosed));
         _metrics.Targets.WithLabels("fail_closed").Set(targets.Count(t => t.IsFailClosed));
+        Changed?.Invoke(snapshot);
     }
 
     private void DescribeTarget(LoadedTarget target)
@@ -183,35 +202,46 @@ internal sealed class ConfigStore : BackgroundService, IProxySnapshotSource
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return "unreadable:" + e.Message;
+            return "unreadable:" + e.GetType().Name + ":" + _time.GetUtcNow().Ticks / TimeSpan.TicksPerMinute;
         }
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var watcher = CreateWatcher();
-        using var poll = new PeriodicTimer(_options.ReloadPollInterval, _time);
+        using var poll = new PeriodicTimer(_settings.PollInterval, _time);
         var tick = poll.WaitForNextTickAsync(stoppingToken).AsTask();
+        // One waiter on the change signal at a time: a new one per loop would leave the old ones
+        // pending, and a file event would then wake an abandoned waiter instead of this loop.
+        var signal = _changed.WaitAsync(stoppingToken);
         while (!stoppingToken.IsCancellationRequested)
         {
-            var signal = _changed.WaitAsync(stoppingToken);
-            var fired = await Task.WhenAny(tick, signal);
-            if (fired == tick)
+            try
             {
-                if (!await tick)
+                var fired = await Task.WhenAny(tick, signal);
+                if (fired == tick)
                 {
-                    return;
+                    if (!await tick)
+                    {
+                        return;
+                    }
+
+                    tick = poll.WaitForNextTickAsync(stoppingToken).AsTask();
+                }
+                else
+                {
+                    await signal;
+                    signal = _changed.WaitAsync(stoppingToken);
+                    // Let a burst of events (kubelet writes a folder, then swaps a link) settle.
+                    await Task.Delay(SettleDelay, _time, stoppingToken);
                 }
 
-                tick = poll.WaitForNextTickAsync(stoppingToken).AsTask();
+                ReloadIfChanged();
             }
-            else
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
-                // Let a burst of events (kubelet writes a folder, then swaps a link) settle.
-                await Task.Delay(TimeSpan.FromMilliseconds(50), _time, stoppingToken);
+                return;
             }
-
-            ReloadIfChanged();
         }
     }
 
@@ -240,7 +270,8 @@ internal sealed class ConfigStore : BackgroundService, IProxySnapshotSource
         }
     }
 
-    private void Signal()
+    /// <summary>Wakes the watch loop (file events, and tests).</summary>
+    internal void Signal()
     {
         try
         {

@@ -1,5 +1,5 @@
 using BackendTls.Policy.Loading;
-using BackendTls.Sidecar.Forwarding;
+using BackendTls.Sidecar.Upstreams;
 using BackendTls.Sidecar.Routing;
 
 namespace BackendTls.Sidecar.Configuration;

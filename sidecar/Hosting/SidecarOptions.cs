@@ -32,6 +32,9 @@ internal sealed record SidecarOptions
     /// <summary>How long a backend may take to send the response headers.</summary>
     public TimeSpan ResponseTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>How long a body may stop moving (either way) before the exchange is given up.</summary>
+    public TimeSpan BodyIdleTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
     /// <summary>Idle keep-alive time of connections from the gateway.</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromSeconds(120);
 
@@ -64,6 +67,7 @@ internal sealed record SidecarOptions
           --handshake-timeout SECONDS   TLS handshake with a backend         [5]
           --request-headers-timeout S   client must send headers within S    [10]
           --response-timeout SECONDS    backend must send response headers   [60]
+          --body-idle-timeout SECONDS   a body may stall (either way) for S   [60]
           --idle-timeout SECONDS        keep-alive of gateway connections    [120]
           --upstream-idle-timeout S     pooled backend connection idle time  [90]
           --drain-timeout SECONDS       finish in-flight requests on SIGTERM [25]
@@ -138,6 +142,7 @@ internal sealed record SidecarOptions
             HandshakeTimeout = Seconds("handshake-timeout", One("handshake-timeout")) ?? options.HandshakeTimeout,
             RequestHeadersTimeout = Seconds("request-headers-timeout", One("request-headers-timeout")) ?? options.RequestHeadersTimeout,
             ResponseTimeout = Seconds("response-timeout", One("response-timeout")) ?? options.ResponseTimeout,
+            BodyIdleTimeout = Seconds("body-idle-timeout", One("body-idle-timeout")) ?? options.BodyIdleTimeout,
             IdleTimeout = Seconds("idle-timeout", One("idle-timeout")) ?? options.IdleTimeout,
             UpstreamIdleTimeout = Seconds("upstream-idle-timeout", One("upstream-idle-timeout")) ?? options.UpstreamIdleTimeout,
             DrainTimeout = Seconds("drain-timeout", One("drain-timeout"), allowZero: true) ?? options.DrainTimeout,
@@ -149,7 +154,7 @@ internal sealed record SidecarOptions
     private static readonly HashSet<string> KnownFlags =
     [
         "config-dir", "listen", "admin", "cluster-domain", "resolve", "connect-timeout", "handshake-timeout",
-        "request-headers-timeout", "response-timeout", "idle-timeout", "upstream-idle-timeout", "drain-timeout", "log-format", "log-level",
+        "request-headers-timeout", "response-timeout", "body-idle-timeout", "idle-timeout", "upstream-idle-timeout", "drain-timeout", "log-format", "log-level",
     ];
 
     private static IPEndPoint ParseEndpoint(string flag, string value)

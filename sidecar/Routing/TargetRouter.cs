@@ -1,5 +1,5 @@
 using System.Collections.Frozen;
-using BackendTls.Sidecar.Forwarding;
+using BackendTls.Sidecar.Upstreams;
 
 namespace BackendTls.Sidecar.Routing;
 

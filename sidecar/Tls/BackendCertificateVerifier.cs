@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using BackendTls.Policy.Loading;
 using BackendTls.Policy.Model;
+using BackendTls.Sidecar.Failures;
 
 namespace BackendTls.Sidecar.Tls;
 
@@ -18,11 +19,11 @@ internal sealed class BackendCertificateVerifier
     private static readonly Oid ServerAuth = new("1.3.6.1.5.5.7.3.1", "Server Authentication");
     private readonly LoadedTarget _target;
     private readonly string _trustDescription;
-    private readonly Action<UpstreamTlsException> _onFailure;
+    private readonly Action<UpstreamFailureException> _onFailure;
 
     /// <param name="target">The target whose policy to enforce.</param>
     /// <param name="onFailure">Called with every rejection before the handshake is aborted (metrics, logs).</param>
-    public BackendCertificateVerifier(LoadedTarget target, Action<UpstreamTlsException> onFailure)
+    public BackendCertificateVerifier(LoadedTarget target, Action<UpstreamFailureException> onFailure)
     {
         _target = target;
         _onFailure = onFailure;
@@ -32,7 +33,7 @@ internal sealed class BackendCertificateVerifier
                 $"{b.Source ?? b.File}: {string.Join(", ", b.Certificates.Select(c => c.Subject))}")) + ")";
     }
 
-    /// <summary>TLS client options for this target; the validation callback throws <see cref="UpstreamTlsException"/>.</summary>
+    /// <summary>TLS client options for this target; the validation callback throws <see cref="UpstreamFailureException"/>.</summary>
     public SslClientAuthenticationOptions CreateSslOptions()
     {
         var chainPolicy = new X509ChainPolicy
@@ -63,28 +64,28 @@ internal sealed class BackendCertificateVerifier
         {
             if (certificate is not X509Certificate2 leaf || chain is null)
             {
-                throw new UpstreamTlsException(FailureReason.NoCertificate, "the backend sent no certificate", null);
+                throw new UpstreamFailureException(FailureReason.NoCertificate, "the backend sent no certificate", null);
             }
 
             // Verify throws with the reason on any failure; the handshake is aborted with it.
             return Verify(leaf, chain, errors) is not null;
         }
-        catch (UpstreamTlsException e)
+        catch (UpstreamFailureException e)
         {
             _onFailure(e);
             throw;
         }
     }
 
-    /// <summary>Throws <see cref="UpstreamTlsException"/> unless the certificate passes every check.</summary>
+    /// <summary>Throws <see cref="UpstreamFailureException"/> unless the certificate passes every check.</summary>
     public PresentedCertificate Verify(X509Certificate2 leaf, X509Chain chain, SslPolicyErrors errors)
     {
         var names = CertificateNames.Read(leaf);
-        var presented = PresentedCertificate.From(leaf, names);
+        var presented = PresentedCertificate.From(leaf, names.Display);
         if ((errors & SslPolicyErrors.RemoteCertificateChainErrors) != 0)
         {
             var (reason, detail) = ExplainChain(leaf, chain);
-            throw new UpstreamTlsException(reason, detail, presented);
+            throw new UpstreamFailureException(reason, detail, presented);
         }
 
         // SslPolicyErrors.RemoteCertificateNameMismatch is deliberately ignored: the platform check may
@@ -148,7 +149,7 @@ internal sealed class BackendCertificateVerifier
         {
             var version = leaf.Version < 3 ? $" (an X.509 v{leaf.Version} certificate cannot carry extensions)" : string.Empty;
             var wanted = sans.Count > 0 ? string.Join(",", sans.Select(s => s.ToString())) : "DNS:" + _target.Hostname;
-            throw new UpstreamTlsException(FailureReason.NoSan,
+            throw new UpstreamFailureException(FailureReason.NoSan,
                 $"certificate \"{leaf.Subject}\" has no subjectAltName extension{version}; the Common Name is never used to verify a " +
                 $"backend (RFC 6125/9525). Reissue it with subjectAltName={wanted}, e.g. openssl x509 -req ... " +
                 $"-extfile <(printf 'subjectAltName={wanted}')",
@@ -159,7 +160,7 @@ internal sealed class BackendCertificateVerifier
         {
             if (!names.DnsNames.Any(dns => HostnameMatcher.Matches(dns, _target.Hostname)))
             {
-                throw new UpstreamTlsException(FailureReason.HostnameMismatch,
+                throw new UpstreamFailureException(FailureReason.HostnameMismatch,
                     $"certificate \"{leaf.Subject}\" names [{presented.SanText}] do not match validation.hostname \"{_target.Hostname}\"; " +
                     $"reissue it with subjectAltName=DNS:{_target.Hostname}, or correct the policy's hostname",
                     presented);
@@ -179,7 +180,7 @@ internal sealed class BackendCertificateVerifier
             }
         }
 
-        throw new UpstreamTlsException(FailureReason.SanMismatch,
+        throw new UpstreamFailureException(FailureReason.SanMismatch,
             $"certificate \"{leaf.Subject}\" names [{presented.SanText}] match none of validation.subjectAltNames " +
             $"[{string.Join(", ", sans)}] (validation.hostname is only the SNI when subjectAltNames are set)",
             presented);

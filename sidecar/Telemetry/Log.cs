@@ -1,8 +1,8 @@
-namespace BackendTls.Sidecar.Logging;
+namespace BackendTls.Sidecar.Telemetry;
 
 /// <summary>
 /// Every log event of the sidecar, source-generated, with stable ids (dashboards and alerts key on them).
-/// 1xx lifecycle, 2xx config, 3xx upstream, 4xx requests. Next free ids: 106, 206, 304, 402.
+/// 1xx lifecycle, 2xx config, 3xx upstream, 4xx requests. Next free ids: 110, 207, 305, 404.
 /// </summary>
 internal static partial class Log
 {
@@ -15,14 +15,23 @@ internal static partial class Log
     [LoggerMessage(102, LogLevel.Warning, "Listening on {Listen}, which is not loopback: anything that reaches this address can use the proxy", EventName = "NonLoopbackListener")]
     public static partial void NonLoopbackListener(ILogger logger, string listen);
 
-    [LoggerMessage(103, LogLevel.Warning, "Target {Target} asks for dedicated port {Port}, which was not bound at start; restart the sidecar to listen on it", EventName = "ListenPortNeedsRestart")]
-    public static partial void ListenPortNeedsRestart(ILogger logger, string target, int port);
+    [LoggerMessage(103, LogLevel.Error, "Target {Target} asks for dedicated port {Port}, which cannot be bound: {Reason}; requests to that port are not served until it is free", EventName = "ListenPortUnavailable")]
+    public static partial void ListenPortUnavailable(ILogger logger, string target, int port, string reason);
 
     [LoggerMessage(104, LogLevel.Information, "Listening on dedicated port {Port} for target {Target}", EventName = "DedicatedPort")]
     public static partial void DedicatedPort(ILogger logger, int port, string target);
 
     [LoggerMessage(105, LogLevel.Critical, "Cannot start: {Reason}", EventName = "StartFailed")]
     public static partial void StartFailed(ILogger logger, string reason);
+
+    [LoggerMessage(106, LogLevel.Error, "A gateway connection failed on a defect (not its input); the connection was closed", EventName = "ConnectionFailed")]
+    public static partial void ConnectionFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(107, LogLevel.Error, "Cannot accept connections: {Reason}; retrying", EventName = "AcceptFailed")]
+    public static partial void AcceptFailed(ILogger logger, string reason);
+
+    [LoggerMessage(108, LogLevel.Warning, "Drain timeout: closing {Count} connection(s) that are still busy", EventName = "DrainTimedOut")]
+    public static partial void DrainTimedOut(ILogger logger, int count);
 
     [LoggerMessage(200, LogLevel.Information, "Config {Fingerprint} loaded from {Path}: {TargetCount} target(s)", EventName = "ConfigLoaded")]
     public static partial void ConfigLoaded(ILogger logger, string fingerprint, string path, int targetCount);
@@ -42,6 +51,9 @@ internal static partial class Log
     [LoggerMessage(205, LogLevel.Warning, "Config watcher error, falling back to polling: {Message}", EventName = "WatcherError")]
     public static partial void WatcherError(ILogger logger, string message);
 
+    [LoggerMessage(206, LogLevel.Critical, "Loading the config failed on a defect; keeping the last good config", EventName = "ReloadCrashed")]
+    public static partial void ReloadCrashed(ILogger logger, Exception exception);
+
     [LoggerMessage(300, LogLevel.Warning,
         "Upstream TLS to {Target} failed: {Reason}. SNI {Sni}; presented certificate subject \"{Subject}\", SANs [{Sans}], issuer \"{Issuer}\", valid {NotBefore:u} to {NotAfter:u}. {Detail}",
         EventName = "UpstreamVerificationFailed")]
@@ -56,9 +68,15 @@ internal static partial class Log
     [LoggerMessage(303, LogLevel.Debug, "Upstream {Target} failed after the response started: {Message}", EventName = "UpstreamResponseAborted")]
     public static partial void UpstreamResponseAborted(ILogger logger, string target, string message);
 
+    [LoggerMessage(304, LogLevel.Warning, "Request to {Target} failed: {Reason}. {Detail}", EventName = "UpstreamRequestFailed")]
+    public static partial void UpstreamRequestFailed(ILogger logger, string target, string reason, string detail);
+
     [LoggerMessage(400, LogLevel.Information, "No target for {Host}{Path}: answered 404 (not forwarded)", EventName = "NoTarget")]
     public static partial void NoTarget(ILogger logger, string host, string path);
 
     [LoggerMessage(401, LogLevel.Warning, "Refused request to fail-closed target {Target} with 503: {Reason}", EventName = "FailClosedRequest")]
     public static partial void FailClosedRequest(ILogger logger, string target, string reason);
+
+    [LoggerMessage(402, LogLevel.Information, "Refused a request from {Remote}: {Reason}. {Detail}", EventName = "BadRequest")]
+    public static partial void BadRequest(ILogger logger, string remote, string reason, string detail);
 }

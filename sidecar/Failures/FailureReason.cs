@@ -1,4 +1,4 @@
-namespace BackendTls.Sidecar.Tls;
+namespace BackendTls.Sidecar.Failures;
 
 /// <summary>
 /// Machine-readable reasons a request could not reach its backend. Each is sent in the
@@ -29,6 +29,15 @@ internal static class FailureReason
     public const string UpstreamReset = "upstream_reset";
     public const string UpstreamProtocolError = "upstream_protocol_error";
     public const string UpstreamTimeout = "upstream_timeout";
+
+    // The gateway's request (answered 4xx/5xx by the sidecar, counted as the client's)
+    public const string BadRequest = "bad_request";
+    public const string HeadersTooLarge = "headers_too_large";
+    public const string RequestTimeout = "request_timeout";
+    public const string VersionNotSupported = "version_not_supported";
+    public const string TransferCodingNotSupported = "transfer_coding_not_supported";
+    public const string MethodNotAllowed = "method_not_allowed";
+    public const string UpgradeNotSupported = "upgrade_not_supported";
 
     // Policy
     public const string InvalidPolicy = "invalid_ca_ref";

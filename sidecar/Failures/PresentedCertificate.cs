@@ -1,6 +1,6 @@
 using System.Security.Cryptography.X509Certificates;
 
-namespace BackendTls.Sidecar.Tls;
+namespace BackendTls.Sidecar.Failures;
 
 /// <summary>What a backend presented, for logs, metrics and error bodies (public data only).</summary>
 internal sealed record PresentedCertificate(
@@ -11,10 +11,10 @@ internal sealed record PresentedCertificate(
     DateTimeOffset NotAfter,
     int Version)
 {
-    public static PresentedCertificate From(X509Certificate2 certificate, CertificateNames names) => new(
+    public static PresentedCertificate From(X509Certificate2 certificate, IReadOnlyList<string> subjectAltNames) => new(
         certificate.Subject,
         certificate.Issuer,
-        names.Display,
+        subjectAltNames,
         certificate.NotBefore.ToUniversalTime(),
         certificate.NotAfter.ToUniversalTime(),
         certificate.Version);

@@ -1,6 +1,6 @@
 using Prometheus;
 
-namespace BackendTls.Sidecar.Admin;
+namespace BackendTls.Sidecar.Telemetry;
 
 /// <summary>
 /// Every metric the sidecar exports, prefixed <c>backendtls_</c>. One registry per host, so several
@@ -75,6 +75,9 @@ internal sealed class SidecarMetrics
 
     public Gauge BackendCertificateExpiry { get; }
 
+    /// <summary>The request counters and duration of one target, with the label lookups done once.</summary>
+    public RequestSeries RequestsFor(string target) => new(Requests, RequestDuration.WithLabels(target), target);
+
     /// <summary>Drops every series of a target that is no longer configured.</summary>
     public void RemoveTarget(string target)
     {
@@ -93,5 +96,28 @@ internal sealed class SidecarMetrics
         OpenConnections.RemoveLabelled(target);
         CaExpiry.RemoveLabelled(target);
         BackendCertificateExpiry.RemoveLabelled(target);
+    }
+}
+
+/// <summary>
+/// A target's request counter children by status code and its duration child, created on first use:
+/// a label lookup per request would cost more than the rest of the bookkeeping.
+/// </summary>
+internal sealed class RequestSeries(Counter requests, Histogram.Child duration, string target)
+{
+    private readonly Counter.Child?[] _byStatus = new Counter.Child?[600];
+
+    public void Record(int status, TimeSpan elapsed)
+    {
+        var index = status is >= 0 and < 600 ? status : 0;
+        var counter = Volatile.Read(ref _byStatus[index]);
+        if (counter is null)
+        {
+            counter = requests.WithLabels(target, index.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            Volatile.Write(ref _byStatus[index], counter);
+        }
+
+        counter.Inc();
+        duration.Observe(elapsed.TotalSeconds);
     }
 }

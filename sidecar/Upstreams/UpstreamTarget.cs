@@ -2,17 +2,17 @@ using System.Net;
 using System.Net.Security;
 using BackendTls.Policy.Loading;
 using BackendTls.Policy.Validation;
-using BackendTls.Sidecar.Admin;
-using BackendTls.Sidecar.Logging;
+using BackendTls.Sidecar.Failures;
+using BackendTls.Sidecar.Telemetry;
 using BackendTls.Sidecar.Tls;
 using Prometheus;
 
-namespace BackendTls.Sidecar.Forwarding;
+namespace BackendTls.Sidecar.Upstreams;
 
 /// <summary>
-/// The runtime side of one configured target: its connection pool, TLS options and metric series.
-/// Reused across reloads while its config fingerprint is unchanged (pools stay warm); otherwise retired
-/// and disposed once its last in-flight request ends, so a reload never cuts a request.
+/// The runtime side of one configured target: its TLS options, connection pool, HTTP/2 handler and metric
+/// series. Reused across reloads while its config fingerprint is unchanged (pools stay warm); otherwise
+/// retired and disposed once its last in-flight request ends, so a reload never cuts a request.
 /// </summary>
 internal sealed class UpstreamTarget : IDisposable
 {
@@ -35,14 +35,13 @@ internal sealed class UpstreamTarget : IDisposable
         Sni = config.Hostname;
         _metrics = metrics;
         _logger = logger;
-        // HTTP/1.1: TLS is added by the connector. HTTP/2: the handler does TLS; SNI comes from the URI host.
-        BaseUri = "http://" + config.Address;
         Http2BaseUri = $"https://{config.Hostname}:{config.Service.Port}";
         var colon = config.Address.LastIndexOf(':');
         AddressEndPoint = new DnsEndPoint(config.Address[..colon].Trim('[', ']'), int.Parse(config.Address.AsSpan(colon + 1), System.Globalization.CultureInfo.InvariantCulture));
         ResponseTimeout = settings.ResponseTimeout;
-        RequestDuration = metrics.RequestDuration.WithLabels(Id);
+        Requests = metrics.RequestsFor(Id);
         OpenConnections = metrics.OpenConnections.WithLabels(Id);
+        Pool = new UpstreamPool(settings.IdleTimeout);
         _protocol = config.Tls.Alpn switch
         {
             AlpnMode.Http2Only => ProtocolHttp2,
@@ -63,44 +62,26 @@ internal sealed class UpstreamTarget : IDisposable
 
         _sslOptions = new BackendCertificateVerifier(config, RecordVerificationFailure).CreateSslOptions();
         Connector = new UpstreamConnector(this, settings, logger);
-        Http11Invoker = new HttpMessageInvoker(CreateHandler(settings, Connector.ConnectTlsAsync, null, null), disposeHandler: true);
-        Http2Invoker = new HttpMessageInvoker(
-            CreateHandler(settings, Connector.ConnectTcpAsync, Connector.AfterHandshakeAsync, SslOptionsFor(http2: true)), disposeHandler: true);
+        Http2Invoker = new HttpMessageInvoker(CreateHttp2Handler(settings, Connector, SslOptionsFor(offerHttp2: true, http2Only: true)), disposeHandler: true);
     }
 
-    private static SocketsHttpHandler CreateHandler(
-        UpstreamSettings settings,
-        Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>> connect,
-        Func<SocketsHttpPlaintextStreamFilterContext, CancellationToken, ValueTask<Stream>>? afterHandshake,
-        SslClientAuthenticationOptions? ssl)
+    private static SocketsHttpHandler CreateHttp2Handler(UpstreamSettings settings, UpstreamConnector connector, SslClientAuthenticationOptions ssl) => new()
     {
-        var handler = new SocketsHttpHandler
-        {
-            UseProxy = false,
-            AllowAutoRedirect = false,
-            AutomaticDecompression = DecompressionMethods.None,
-            UseCookies = false,
-            ActivityHeadersPropagator = null, // a proxy forwards trace headers as they come
-            EnableMultipleHttp2Connections = true,
-            PooledConnectionIdleTimeout = settings.IdleTimeout,
-            // Re-resolve Service DNS now and then; a Service's ClusterIP rarely changes but may.
-            PooledConnectionLifetime = TimeSpan.FromMinutes(10),
-            // Backstop only: the connector enforces the connect and handshake timeouts itself.
-            ConnectTimeout = settings.ConnectTimeout + settings.HandshakeTimeout + TimeSpan.FromSeconds(1),
-            ConnectCallback = connect,
-        };
-        if (afterHandshake is not null)
-        {
-            handler.PlaintextStreamFilter = afterHandshake;
-        }
-
-        if (ssl is not null)
-        {
-            handler.SslOptions = ssl;
-        }
-
-        return handler;
-    }
+        UseProxy = false,
+        AllowAutoRedirect = false,
+        AutomaticDecompression = DecompressionMethods.None,
+        UseCookies = false,
+        ActivityHeadersPropagator = null, // a proxy forwards trace headers as they come
+        EnableMultipleHttp2Connections = true,
+        PooledConnectionIdleTimeout = settings.IdleTimeout,
+        // Re-resolve Service DNS now and then; a Service's ClusterIP rarely changes but may.
+        PooledConnectionLifetime = TimeSpan.FromMinutes(10),
+        // Backstop only: the connector enforces the connect timeout, the handshake timeout is this one.
+        ConnectTimeout = settings.ConnectTimeout + settings.HandshakeTimeout,
+        ConnectCallback = connector.ConnectTcpAsync,
+        PlaintextStreamFilter = connector.AfterHandshakeAsync,
+        SslOptions = ssl,
+    };
 
     public LoadedTarget Config { get; }
 
@@ -108,47 +89,42 @@ internal sealed class UpstreamTarget : IDisposable
 
     public string Sni { get; }
 
-    /// <summary><c>http://service-address:port</c> for the HTTP/1.1 lane; the request path is appended.</summary>
-    public string BaseUri { get; }
-
     /// <summary><c>https://hostname:port</c> for the HTTP/2 lane.</summary>
     public string Http2BaseUri { get; }
 
+    /// <summary>The Service address (or the config's <c>address</c>): where explicit-mode requests go.</summary>
     public DnsEndPoint AddressEndPoint { get; }
 
     public UpstreamConnector? Connector { get; }
 
-    public HttpMessageInvoker? Http11Invoker { get; }
+    public UpstreamPool Pool { get; }
 
     public HttpMessageInvoker? Http2Invoker { get; }
 
-    public bool IsFailClosed => Http11Invoker is null;
+    public bool IsFailClosed => Connector is null;
 
     public TimeSpan ResponseTimeout { get; }
 
-    public Histogram.Child RequestDuration { get; }
+    public RequestSeries Requests { get; }
 
     public Gauge.Child OpenConnections { get; }
 
-    /// <summary>HTTP/2 once the backend chose h2 in ALPN (or h2 is all the policy allows), else HTTP/1.1.</summary>
+    /// <summary>HTTP/2 once the backend chose h2 in ALPN (or h2 is all the policy allows).</summary>
     public bool UseHttp2 => Volatile.Read(ref _protocol) == ProtocolHttp2;
 
+    /// <summary>Until the first handshake tells, the HTTP/1.1 lane offers both protocols.</summary>
+    public bool ProtocolKnown => Volatile.Read(ref _protocol) != ProtocolUnknown;
+
     /// <summary>Options for one handshake, with ALPN for the HTTP version the connection is opened for.</summary>
-    public SslClientAuthenticationOptions SslOptionsFor(bool http2)
+    public SslClientAuthenticationOptions SslOptionsFor(bool offerHttp2, bool http2Only = false) => new()
     {
-        var protocols = http2
-            ? Http2Alpn
-            : Volatile.Read(ref _protocol) == ProtocolUnknown ? BothAlpn : Http11Alpn;
-        return new SslClientAuthenticationOptions
-        {
-            TargetHost = _sslOptions.TargetHost,
-            EnabledSslProtocols = _sslOptions.EnabledSslProtocols,
-            CertificateRevocationCheckMode = _sslOptions.CertificateRevocationCheckMode,
-            CertificateChainPolicy = _sslOptions.CertificateChainPolicy,
-            RemoteCertificateValidationCallback = _sslOptions.RemoteCertificateValidationCallback,
-            ApplicationProtocols = protocols,
-        };
-    }
+        TargetHost = _sslOptions.TargetHost,
+        EnabledSslProtocols = _sslOptions.EnabledSslProtocols,
+        CertificateRevocationCheckMode = _sslOptions.CertificateRevocationCheckMode,
+        CertificateChainPolicy = _sslOptions.CertificateChainPolicy,
+        RemoteCertificateValidationCallback = _sslOptions.RemoteCertificateValidationCallback,
+        ApplicationProtocols = http2Only ? Http2Alpn : offerHttp2 ? BothAlpn : Http11Alpn,
+    };
 
     private static readonly List<SslApplicationProtocol> Http2Alpn = [SslApplicationProtocol.Http2];
     private static readonly List<SslApplicationProtocol> Http11Alpn = [SslApplicationProtocol.Http11];
@@ -176,7 +152,7 @@ internal sealed class UpstreamTarget : IDisposable
         }
     }
 
-    private void RecordVerificationFailure(UpstreamTlsException failure)
+    private void RecordVerificationFailure(UpstreamFailureException failure)
     {
         _metrics.Handshakes.WithLabels(Id, "error", failure.Reason).Inc();
         if (failure.Certificate is { } presented)
@@ -191,10 +167,10 @@ internal sealed class UpstreamTarget : IDisposable
     }
 
     /// <summary>Counts a failed connection and returns the exception to throw.</summary>
-    public UpstreamTlsException RecordFailure(string reason, string detail, PresentedCertificate? certificate)
+    public UpstreamFailureException RecordFailure(string reason, string detail, PresentedCertificate? certificate)
     {
         _metrics.Handshakes.WithLabels(Id, "error", reason).Inc();
-        return new UpstreamTlsException(reason, detail, certificate);
+        return new UpstreamFailureException(reason, detail, certificate);
     }
 
     /// <summary>
@@ -212,21 +188,20 @@ internal sealed class UpstreamTarget : IDisposable
         return false;
     }
 
-    public Lease LeaseAcquired() => new(this);
+    /// <summary>Ends a request that <see cref="TryAcquire"/> started.</summary>
+    public void Release()
+    {
+        if (Interlocked.Decrement(ref _inFlight) == 0 && Volatile.Read(ref _retired) == 1)
+        {
+            DisposeIfIdle();
+        }
+    }
 
     /// <summary>No new requests will come; dispose when the last in-flight one ends.</summary>
     public void Retire()
     {
         Volatile.Write(ref _retired, 1);
         DisposeIfIdle();
-    }
-
-    private void Release()
-    {
-        if (Interlocked.Decrement(ref _inFlight) == 0 && Volatile.Read(ref _retired) == 1)
-        {
-            DisposeIfIdle();
-        }
     }
 
     private void DisposeIfIdle()
@@ -244,13 +219,8 @@ internal sealed class UpstreamTarget : IDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
-            Http11Invoker?.Dispose();
+            Pool.Dispose();
             Http2Invoker?.Dispose();
         }
-    }
-
-    internal readonly struct Lease(UpstreamTarget target) : IDisposable
-    {
-        public void Dispose() => target.Release();
     }
 }

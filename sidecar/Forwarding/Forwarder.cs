@@ -1,0 +1,170 @@
+using System.Diagnostics;
+using BackendTls.Sidecar.Failures;
+using BackendTls.Sidecar.Http1;
+using BackendTls.Sidecar.Telemetry;
+using BackendTls.Sidecar.Upstreams;
+
+namespace BackendTls.Sidecar.Forwarding;
+
+/// <summary>The end of one exchange: the status the gateway got and whether its connection stays open.</summary>
+internal readonly record struct ExchangeOutcome(int Status, bool KeepAlive)
+{
+    /// <summary>First contact: the backend chose h2 in ALPN on a connection opened for HTTP/1.1.</summary>
+    public static readonly ExchangeOutcome SwitchToHttp2 = new(0, false);
+
+    public bool IsSwitch => Status == 0;
+}
+
+/// <summary>
+/// One request, top to bottom: (1) refuse what is never forwarded (CONNECT, upgrades); (2) pick the target
+/// from the current config, or answer 404/503 without forwarding; (3) send it over the target's HTTP/1.1
+/// lane (<see cref="Http1Lane"/>) or, for h2 backends, the HTTP/2 lane (<see cref="Http2Lane"/>);
+/// (4) report a failure once: one log line, one count, one answer with the reason.
+/// </summary>
+internal sealed class Forwarder(ProxyContext context)
+{
+    /// <summary>Forwards the request whose head <paramref name="client"/> just read. False when the connection must close.</summary>
+    public async ValueTask<bool> ForwardAsync(ProxyConnection client, long started)
+    {
+        var request = client.Request;
+        client.RequestBody.Start(client.Input, request.Framing, request.ContentLength, "the request");
+
+        // (1) Never forwarded.
+        if (request.Form == TargetForm.Authority)
+        {
+            return await RefuseAsync(client, started, context.UnknownTarget, SidecarMetrics.UnknownTarget, new ProxyFailure(405, FailureReason.MethodNotAllowed,
+                "CONNECT asks for a tunnel; this sidecar forwards HTTP requests to the backends its policies name, nothing else"));
+        }
+
+        if (request.Upgrade)
+        {
+            return await RefuseAsync(client, started, context.UnknownTarget, SidecarMetrics.UnknownTarget, new ProxyFailure(501, FailureReason.UpgradeNotSupported,
+                "protocol upgrades (Upgrade: websocket, h2c) are not supported yet; send plain HTTP/1.1 requests (docs/proxy-behaviour.md)"));
+        }
+
+        // (2) Target.
+        if (context.Snapshots.Current is not { } snapshot)
+        {
+            return await RefuseAsync(client, started, context.UnknownTarget, SidecarMetrics.UnknownTarget, new ProxyFailure(503, FailureReason.NotReady,
+                "the sidecar has no valid config yet; see /healthz/ready on the admin port"));
+        }
+
+        UpstreamTarget? target = null;
+        for (var attempt = 0; target is null && attempt < 3; attempt++)
+        {
+            var route = (context.Snapshots.Current ?? snapshot).Router.Resolve(request.Host ?? string.Empty, client.LocalPort);
+            if (route.Target is null)
+            {
+                Log.NoTarget(context.Logger, request.Host ?? "(no host)", System.Text.Encoding.ASCII.GetString(request.Target));
+                return await RefuseAsync(client, started, context.UnknownTarget, SidecarMetrics.UnknownTarget,
+                    new ProxyFailure(404, FailureReason.NoPolicy, route.Problem!));
+            }
+
+            // A reload may retire the target between lookup and acquire; then look again.
+            target = route.Target.TryAcquire() ? route.Target : null;
+        }
+
+        if (target is null)
+        {
+            return await RefuseAsync(client, started, context.UnknownTarget, SidecarMetrics.UnknownTarget,
+                new ProxyFailure(503, FailureReason.NotReady, "config is being reloaded; retry"));
+        }
+
+        try
+        {
+            if (target.IsFailClosed)
+            {
+                Log.FailClosedRequest(context.Logger, target.Id, target.Config.FailClosedMessage);
+                return await RefuseAsync(client, started, target.Requests, target.Id,
+                    new ProxyFailure(503, FailureReason.InvalidPolicy, "fail-closed: " + target.Config.FailClosedMessage));
+            }
+
+            return await ExchangeAsync(client, target, started);
+        }
+        finally
+        {
+            target.Release();
+        }
+    }
+
+    private async ValueTask<bool> ExchangeAsync(ProxyConnection client, UpstreamTarget target, long started)
+    {
+        try
+        {
+            // (3) Lane.
+            var outcome = UseHttp2(target, client.Request)
+                ? await Http2Lane.ForwardAsync(client, target)
+                : await Http1Lane.ForwardAsync(client, target, target.AddressEndPoint);
+            if (outcome.IsSwitch)
+            {
+                outcome = UseHttp2(target, client.Request)
+                    ? await Http2Lane.ForwardAsync(client, target)
+                    : await Http1Lane.ForwardAsync(client, target, target.AddressEndPoint);
+            }
+
+            target.Requests.Record(outcome.Status, Stopwatch.GetElapsedTime(started));
+            return outcome.KeepAlive && !client.IsCancelled;
+        }
+        catch (ProxyFailureException e)
+        {
+            // (4) Nothing was sent to the gateway yet: answer with the reason.
+            if (!e.Logged)
+            {
+                if (e.Failure.ClientFault)
+                {
+                    Log.BadRequest(context.Logger, System.Text.Encoding.ASCII.GetString(client.RemoteAddress), e.Failure.Reason, e.Failure.Detail);
+                }
+                else
+                {
+                    Log.UpstreamRequestFailed(context.Logger, target.Id, e.Failure.Reason, e.Failure.Detail);
+                }
+            }
+
+            if (client.IsCancelled)
+            {
+                await client.AnswerAfterTimeoutAsync(e.Failure, target.Id, target.Requests, started);
+                return false;
+            }
+
+            return await RefuseAsync(client, started, target.Requests, target.Id, e.Failure);
+        }
+        catch (ClientGoneException)
+        {
+            target.Requests.Record(499, Stopwatch.GetElapsedTime(started));
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Over HTTP/2, .NET's handler derives the SNI from the request authority, so h2 is used only when the
+    /// gateway's Host is the policy hostname (or the policy allows nothing else) and the target is a plain
+    /// path; otherwise HTTP/1.1 keeps both the SNI and the gateway's Host exact.
+    /// </summary>
+    private static bool UseHttp2(UpstreamTarget target, RequestHead request) =>
+        target.UseHttp2 && request.Form != TargetForm.Asterisk
+        && (SameHost(request.Host, target.Sni) || target.Config.Tls.Alpn == BackendTls.Policy.Validation.AlpnMode.Http2Only);
+
+    public static bool SameHost(string? host, string hostname)
+    {
+        if (host is null)
+        {
+            return false;
+        }
+
+        var colon = host.LastIndexOf(':');
+        var name = colon > 0 && host.IndexOf(']', StringComparison.Ordinal) < colon ? host.AsSpan(0, colon) : host.AsSpan();
+        return name.TrimEnd('.').Equals(hostname, StringComparison.OrdinalIgnoreCase);
+    }
+
+    /// <summary>Answers without forwarding. The connection stays open only if no request body is left unread.</summary>
+    private static async ValueTask<bool> RefuseAsync(ProxyConnection client, long started, RequestSeries series, string target, ProxyFailure failure)
+    {
+        var keepAlive = client.RequestBody.IsComplete && !failure.ClientFault;
+        await client.WriteErrorAsync(failure, target, close: !keepAlive, client.Token);
+        series.Record(failure.Status, Stopwatch.GetElapsedTime(started));
+        return keepAlive;
+    }
+}
+
+/// <summary>The gateway closed its connection (or stopped reading) before the exchange ended.</summary>
+internal sealed class ClientGoneException(Exception? inner = null) : Exception("the gateway closed the connection", inner);

@@ -1,0 +1,45 @@
+using BackendTls.Sidecar.Configuration;
+using BackendTls.Sidecar.Telemetry;
+
+namespace BackendTls.Sidecar.Forwarding;
+
+/// <summary>How a listener's connections are routed.</summary>
+internal enum ListenerRole
+{
+    /// <summary>127.0.0.1:15001: the request names its target in the Host header.</summary>
+    Explicit,
+
+    /// <summary>A target's own <c>listenPort</c>: everything arriving there goes to that target.</summary>
+    Dedicated,
+}
+
+/// <summary>The timeouts of the data path, from the command line.</summary>
+internal sealed record ProxySettings(
+    TimeSpan IdleTimeout,
+    TimeSpan RequestHeadersTimeout,
+    TimeSpan ResponseTimeout,
+    TimeSpan BodyIdleTimeout);
+
+/// <summary>What every connection of the proxy shares.</summary>
+internal sealed class ProxyContext(
+    ProxySettings settings,
+    IProxySnapshotSource snapshots,
+    SidecarMetrics metrics,
+    Heartbeat heartbeat,
+    ILogger logger)
+{
+    public ProxySettings Settings { get; } = settings;
+
+    public IProxySnapshotSource Snapshots { get; } = snapshots;
+
+    public SidecarMetrics Metrics { get; } = metrics;
+
+    public Heartbeat Heartbeat { get; } = heartbeat;
+
+    public ILogger Logger { get; } = logger;
+
+    /// <summary>Requests that reached no target (404, 400, not ready).</summary>
+    public RequestSeries UnknownTarget { get; } = metrics.RequestsFor(SidecarMetrics.UnknownTarget);
+
+    public Forwarder Forwarder { get; set; } = null!;
+}
