@@ -32,18 +32,18 @@ public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClus
         {
             folder = directory.ResolveSnapshotFolder();
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return Fail($"{directory.Path}: cannot read the config directory: {e.Message}");
+            return Fail($"{directory.Path}: cannot read the config directory ({e.GetType().Name}); check that it is mounted and readable");
         }
 
         var configPath = Path.Combine(folder, SidecarConfig.FileName);
         byte[] configBytes;
         try
         {
-            configBytes = File.ReadAllBytes(configPath);
+            configBytes = BoundedFile.ReadBytes(configPath, BoundedFile.MaxConfigFileBytes);
         }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        catch (FileReadException e) when (e.NotFound)
         {
             // The injected pod mounts the policy ConfigMap as optional: until a BackendTLSPolicy exists there is
             // no file. That is a valid, empty config (every request is answered 404), not an error.
@@ -51,9 +51,9 @@ public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClus
                           "Mount the policy ConfigMap there, or run `backendtls-sidecar render` to create one.";
             return new LoadOutcome(new LoadedConfig([], "empty", [warning], directory.Path), []);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (FileReadException e)
         {
-            return Fail($"{Path.Combine(directory.Path, SidecarConfig.FileName)}: cannot read: {e.Message}. " +
+            return Fail($"{Path.Combine(directory.Path, SidecarConfig.FileName)}: {e.Message}. " +
                         "Mount the policy ConfigMap there, or run `backendtls-sidecar render` to create one.");
         }
 
@@ -71,7 +71,7 @@ public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClus
         var warnings = new List<string>();
         var fingerprint = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         fingerprint.AppendData(configBytes);
-        var targets = CompileTargets(config, folder, errors, warnings, fingerprint);
+        var targets = CompileTargets(config, folder, directory.Path, errors, warnings, fingerprint);
         if (errors.Count > 0)
         {
             return new LoadOutcome(null, errors);
@@ -114,14 +114,17 @@ public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClus
         }
         catch (JsonException e)
         {
-            // System.Text.Json names the JSON path of the bad field, e.g. $.targets[0].service.port.
-            throw new ConfigFormatException($"{sourceName}: {e.Message} See docs/config-format.md for the format.");
+            // The runtime's message is a resource key in the AOT build; its path (e.g. $.targets[0].service.port) is not.
+            throw new ConfigFormatException($"{sourceName}: {(e.Path is { Length: > 1 } path ? path[2..] : "the document")}: " +
+                                            "an unknown field, or a value of the wrong kind (a list where one value belongs, or text where a number belongs); " +
+                                            "see docs/config-format.md for the format");
         }
     }
 
     private List<LoadedTarget> CompileTargets(
         SidecarConfig config,
         string folder,
+        string root,
         List<string> errors,
         List<string> warnings,
         IncrementalHash fingerprint)
@@ -145,7 +148,7 @@ public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClus
         var seenPorts = new Dictionary<int, int>();
         for (var i = 0; i < list.Count; i++)
         {
-            var target = CompileTarget(list[i], i, folder, errors, warnings);
+            var target = CompileTarget(list[i], i, folder, root, errors, warnings);
             if (target is null)
             {
                 continue;
@@ -178,7 +181,7 @@ public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClus
         return targets;
     }
 
-    private LoadedTarget? CompileTarget(TargetConfig target, int index, string folder, List<string> errors, List<string> warnings)
+    private LoadedTarget? CompileTarget(TargetConfig target, int index, string folder, string root, List<string> errors, List<string> warnings)
     {
         var errorCount = errors.Count;
         var service = target.Service;
@@ -250,7 +253,7 @@ public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClus
         var caHash = new StringBuilder();
         for (var i = 0; i < caFiles.Count; i++)
         {
-            var bundle = LoadBundle(folder, caFiles[i], $"caCertificates[{i}]", anchors, Error, warnings, where, _time.GetUtcNow());
+            var bundle = LoadBundle(folder, root, caFiles[i], $"caCertificates[{i}]", anchors, Error, warnings, where, _time.GetUtcNow());
             if (bundle is not null)
             {
                 bundles.Add(bundle);
@@ -347,6 +350,7 @@ public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClus
 
     private static CaBundleInfo? LoadBundle(
         string folder,
+        string root,
         CaCertificateFile file,
         string field,
         X509Certificate2Collection anchors,
@@ -362,47 +366,38 @@ public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClus
             return null;
         }
 
+        if (!BoundedFile.StaysInside(path, root, out var resolved))
+        {
+            // kubelet's own links (name -> ..data/name -> ..2026_.../name) stay inside; anything else is refused.
+            error(field + ".file", $"\"{file.File}\"{source} is a link to {resolved}, outside the config directory {root}; " +
+                                   "refusing to read it (CA bundles come from the policy's ConfigMap or Secret)");
+            return null;
+        }
+
         string pem;
         try
         {
-            pem = File.ReadAllText(path);
+            pem = BoundedFile.ReadText(path, BoundedFile.MaxConfigFileBytes);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (FileReadException e)
         {
             error(field + ".file", $"cannot read \"{file.File}\"{source}: {e.Message}");
             return null;
         }
 
-        if (pem.Contains("PRIVATE KEY-----", StringComparison.Ordinal))
+        if (CaBundle.Parse(pem, out var problem) is not { } certificates)
         {
-            error(field + ".file", $"\"{file.File}\"{source} contains a private key; a CA bundle must hold certificates only (use ca.crt, not tls.key)");
+            error(field + ".file", $"\"{file.File}\"{source} {problem}");
             return null;
         }
 
-        var certificates = new X509Certificate2Collection();
-        try
+        foreach (var expired in CaBundle.Expired(certificates, now))
         {
-            certificates.ImportFromPem(pem);
-        }
-        catch (CryptographicException e)
-        {
-            error(field + ".file", $"\"{file.File}\"{source} is not a PEM certificate bundle: {e.Message}");
-            return null;
-        }
-
-        if (certificates.Count == 0)
-        {
-            error(field + ".file", $"\"{file.File}\"{source} holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\")");
-            return null;
+            warnings.Add($"{where}: {field}: CA \"{expired.Subject}\" in {file.File}{source} expired on {expired.NotAfter.ToUniversalTime():u}");
         }
 
         foreach (var certificate in certificates)
         {
-            if (certificate.NotAfter.ToUniversalTime() < now)
-            {
-                warnings.Add($"{where}: {field}: CA \"{certificate.Subject}\" in {file.File}{source} expired on {certificate.NotAfter.ToUniversalTime():u}");
-            }
-
             var constraints = certificate.Extensions.OfType<X509BasicConstraintsExtension>().FirstOrDefault();
             if (constraints is { CertificateAuthority: false })
             {

@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -392,31 +390,13 @@ public static class PolicyRenderer
             return;
         }
 
-        if (pem.Contains("PRIVATE KEY-----", StringComparison.Ordinal))
+        if (CaBundle.Parse(pem, out var problem) is not { } certificates)
         {
-            Invalid(PolicyReasons.InvalidCACertificateRef, $"{source} key {CaKey} contains a private key; put only the CA certificate in {CaKey}");
+            Invalid(PolicyReasons.InvalidCACertificateRef, $"{source} key {CaKey} {problem}");
             return;
         }
 
-        var certificates = new X509Certificate2Collection();
-        try
-        {
-            certificates.ImportFromPem(pem);
-        }
-        catch (CryptographicException e)
-        {
-            Invalid(PolicyReasons.InvalidCACertificateRef, $"{source} key {CaKey} is not a PEM certificate bundle: {e.Message}");
-            return;
-        }
-
-        if (certificates.Count == 0)
-        {
-            Invalid(PolicyReasons.InvalidCACertificateRef, $"{source} key {CaKey} holds no PEM certificate; it must contain \"-----BEGIN CERTIFICATE-----\" blocks");
-            return;
-        }
-
-        var now = DateTimeOffset.UtcNow;
-        foreach (var expired in certificates.Where(c => c.NotAfter.ToUniversalTime() < now))
+        foreach (var expired in CaBundle.Expired(certificates, DateTimeOffset.UtcNow))
         {
             candidate.Warnings.Add($"{field}: CA \"{expired.Subject}\" in {source} expired on {expired.NotAfter.ToUniversalTime():u}; backends it signed will fail verification");
         }

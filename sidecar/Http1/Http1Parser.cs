@@ -246,9 +246,12 @@ internal static class Http1Parser
         {
             if (!HttpSyntax.IsTargetChar(b))
             {
-                error = new ParseError(400, BadRequest, b == '#'
-                    ? "the request-target holds a fragment ('#'), which a client never sends (RFC 9112 §3.2)"
-                    : $"the request-target holds byte 0x{b:X2}; only visible ASCII is allowed (percent-encode it)");
+                error = new ParseError(400, BadRequest, b switch
+                {
+                    (byte)'#' => "the request-target holds a fragment ('#'), which a client never sends (RFC 9112 §3.2)",
+                    (byte)' ' => "the request-target holds a space; send it percent-encoded (%20)",
+                    _ => $"the request-target holds byte 0x{b:X2}; only visible ASCII is allowed (percent-encode it)",
+                });
                 return false;
             }
         }
@@ -602,7 +605,12 @@ internal static class Http1Parser
         }
 
         var digits = portPart[1..];
-        if (portPart[0] != ':' || digits.Length is 0 or > 5 || !int.TryParse(digits, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port)
+        if (portPart[0] == ':' && digits.IsEmpty)
+        {
+            return true; // "host:" is valid authority syntax (RFC 3986 §3.2.3)
+        }
+
+        if (portPart[0] != ':' || digits.Length > 5 || !int.TryParse(digits, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port)
             || port is < 1 or > 65535)
         {
             problem = $"has port \"{portPart.TrimStart(':')}\"; a port is a number from 1 to 65535";

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using BackendTls.Policy.Loading;
 using BackendTls.Policy.Model;
 using BackendTls.Policy.Rendering;
 using BackendTls.Policy.Yaml;
@@ -74,7 +75,9 @@ internal static class RenderCommand
         RenderResult result;
         try
         {
-            var texts = inputs.Select(path => (path, path == "-" ? stdin.ReadToEnd() : File.ReadAllText(path))).ToList();
+            var texts = inputs.Select(path => (path, path == "-"
+                ? BoundedFile.ReadText(stdin, BoundedFile.MaxManifestBytes)
+                : BoundedFile.ReadText(path, BoundedFile.MaxManifestBytes))).ToList();
             result = PolicyRenderer.RenderYaml(texts);
         }
         catch (Exception e) when (e is RenderInputException or IOException or UnauthorizedAccessException)

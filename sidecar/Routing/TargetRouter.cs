@@ -86,10 +86,10 @@ internal sealed class TargetRouter
     private static (string Host, int Port) SplitHostPort(string host)
     {
         var colon = host.LastIndexOf(':');
-        if (colon > 0 && host.IndexOf(']', StringComparison.Ordinal) < colon
-            && int.TryParse(host.AsSpan(colon + 1), out var port))
+        if (colon > 0 && host.IndexOf(']', StringComparison.Ordinal) < colon)
         {
-            return (host[..colon].TrimEnd('.'), port);
+            // "name:" (an empty port) is the name; the parser has checked the port's digits.
+            return (host[..colon].TrimEnd('.'), int.TryParse(host.AsSpan(colon + 1), out var port) ? port : 0);
         }
 
         return (host.TrimEnd('.'), 0);

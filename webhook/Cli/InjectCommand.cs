@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using BackendTls.Policy.Loading;
 using BackendTls.Policy.Yaml;
 using BackendTls.Webhook.Hosting;
 using BackendTls.Webhook.Injection;
@@ -53,7 +54,9 @@ internal static class InjectCommand
             IReadOnlyList<JsonNode> documents;
             try
             {
-                documents = YamlDocuments.Parse(file == "-" ? stdin.ReadToEnd() : File.ReadAllText(file), file, typedScalars: true);
+                documents = YamlDocuments.Parse(file == "-"
+                    ? BoundedFile.ReadText(stdin, BoundedFile.MaxManifestBytes)
+                    : BoundedFile.ReadText(file, BoundedFile.MaxManifestBytes), file, typedScalars: true);
             }
             catch (Exception e) when (e is YamlFormatException or IOException or UnauthorizedAccessException)
             {

@@ -41,6 +41,8 @@ internal sealed class SidecarFixture : IAsyncDisposable
 
     public TimeSpan ResponseTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
+    public TimeSpan BodyIdleTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
     public string ProxyUrl => $"http://127.0.0.1:{ListenPort}";
 
     public string AdminUrl => $"http://127.0.0.1:{AdminPort}";
@@ -69,6 +71,7 @@ internal sealed class SidecarFixture : IAsyncDisposable
             RequestHeadersTimeout = RequestHeadersTimeout,
             DrainTimeout = DrainTimeout,
             ResponseTimeout = ResponseTimeout,
+            BodyIdleTimeout = BodyIdleTimeout,
             ReloadPollInterval = TimeSpan.FromMilliseconds(200),
             LogLevel = LogLevel.Warning,
         };
