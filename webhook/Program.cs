@@ -1,30 +1,30 @@
+using BackendTls.Policy.Cli;
 using BackendTls.Webhook.Cli;
 using BackendTls.Webhook.Hosting;
 
 // Entry point: `serve` (default) runs the webhook; `inject` injects manifests offline.
 var command = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : "serve";
 var rest = args.Length > 0 && !args[0].StartsWith('-') ? args[1..] : args;
-if (args is ["--help"] or ["-h"] or ["help"])
-{
-    Console.WriteLine(WebhookOptions.Usage);
-    return 0;
-}
-
 switch (command)
 {
     case "serve":
-        WebApplication app;
+        WebhookOptions options;
         try
         {
-            app = WebhookHost.Build(WebhookOptions.Parse(rest, Environment.GetEnvironmentVariable));
+            options = WebhookOptions.Parse(rest, Environment.GetEnvironmentVariable);
         }
-        catch (ArgumentException e)
+        catch (OptionsException e) when (e.HelpRequested)
         {
-            await Console.Error.WriteLineAsync($"backendtls-webhook: {e.Message}");
+            Console.WriteLine(WebhookOptions.Usage);
+            return 0;
+        }
+        catch (OptionsException e)
+        {
+            await Console.Error.WriteLineAsync(string.Join("\n", e.Problems.Select(p => "backendtls-webhook: " + p)) + "\n\n" + WebhookOptions.Usage);
             return 2;
         }
 
-        await using (app)
+        await using (var app = WebhookHost.Build(options))
         {
             await app.RunAsync();
         }
@@ -32,7 +32,10 @@ switch (command)
         return 0;
     case "inject":
         return InjectCommand.Run(rest, Console.In, Console.Out, Console.Error);
+    case "help":
+        Console.WriteLine(WebhookOptions.Commands);
+        return 0;
     default:
-        await Console.Error.WriteLineAsync($"backendtls-webhook: unknown command \"{command}\"\n\n{WebhookOptions.Usage}");
+        await Console.Error.WriteLineAsync($"backendtls-webhook: unknown command \"{command}\"\n\n{WebhookOptions.Commands}");
         return 2;
 }

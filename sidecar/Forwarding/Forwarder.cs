@@ -159,9 +159,10 @@ internal sealed class Forwarder(ProxyContext context)
     /// <summary>Answers without forwarding. The connection stays open only if no request body is left unread.</summary>
     private static async ValueTask<bool> RefuseAsync(ProxyConnection client, long started, RequestSeries series, string target, ProxyFailure failure)
     {
+        // Counted before the answer leaves: whoever reads the answer and then the metrics sees it counted.
         var keepAlive = client.RequestBody.IsComplete && !failure.ClientFault;
-        await client.WriteErrorAsync(failure, target, close: !keepAlive, client.Token);
         series.Record(failure.Status, Stopwatch.GetElapsedTime(started));
+        await client.WriteErrorAsync(failure, target, close: !keepAlive, client.Token);
         return keepAlive;
     }
 }

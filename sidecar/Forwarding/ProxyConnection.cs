@@ -176,8 +176,8 @@ internal sealed class ProxyConnection : IHeartbeatTarget, IDisposable
             if (status == ParseStatus.Invalid)
             {
                 Log.BadRequest(_context.Logger, Encoding.ASCII.GetString(RemoteAddress), error.Reason, error.Detail);
-                await WriteErrorAsync(new ProxyFailure(error.Status, error.Reason, error.Detail), SidecarMetrics.UnknownTarget, close: true, CancellationToken.None);
                 _context.UnknownTarget.Record(error.Status, Stopwatch.GetElapsedTime(started));
+                await WriteErrorAsync(new ProxyFailure(error.Status, error.Reason, error.Detail), SidecarMetrics.UnknownTarget, close: true, CancellationToken.None);
                 return;
             }
 

@@ -1,3 +1,4 @@
+using BackendTls.Policy.Cli;
 using System.Net;
 using BackendTls.Sidecar.Admin;
 using BackendTls.Sidecar.Configuration;
@@ -81,25 +82,11 @@ internal static class SidecarHost
 
     private static void Validate(SidecarOptions options)
     {
-        var errors = new List<string>();
-        if (options.Listen.Port == options.Admin.Port)
+        // Options built in code (demo, tests) skip the flag parsers; the same checks apply to them.
+        var problems = options.Problems().ToList();
+        if (problems.Count > 0)
         {
-            errors.Add($"--listen and --admin both use port {options.Listen.Port}; give the admin listener its own port");
-        }
-
-        if (string.IsNullOrWhiteSpace(options.ConfigDir))
-        {
-            errors.Add("--config-dir is empty; point it at the mounted policy ConfigMap");
-        }
-
-        if (!BackendTls.Policy.Validation.Names.IsDns1123Subdomain(options.ClusterDomain))
-        {
-            errors.Add($"--cluster-domain \"{options.ClusterDomain}\" is not a DNS name");
-        }
-
-        if (errors.Count > 0)
-        {
-            throw new OptionsException(string.Join("\n", errors));
+            throw new OptionsException(problems);
         }
     }
 }

@@ -1,12 +1,13 @@
-using System.Globalization;
 using System.Net;
+using BackendTls.Policy.Cli;
 using BackendTls.Policy.Loading;
 
 namespace BackendTls.Sidecar.Hosting;
 
 /// <summary>
-/// Process settings, from flags (<c>--name value</c>) or environment variables (<c>BACKENDTLS_NAME</c>).
-/// Validated once at start: a bad value stops the process with a message naming the flag and the fix.
+/// Process settings of <c>run</c>, from flags or environment variables (<c>BACKENDTLS_NAME</c>), through
+/// one <see cref="FlagSet"/>. Validated once at start: every problem is reported together, each naming the
+/// flag and the fix.
 /// </summary>
 internal sealed record SidecarOptions
 {
@@ -29,7 +30,7 @@ internal sealed record SidecarOptions
     /// <summary>Time a client has to send the request headers (slowloris guard).</summary>
     public TimeSpan RequestHeadersTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>How long a backend may take to send the response headers.</summary>
+    /// <summary>How long a backend may take to send the response headers, counted from the end of the request.</summary>
     public TimeSpan ResponseTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>How long a body may stop moving (either way) before the exchange is given up.</summary>
@@ -51,186 +52,153 @@ internal sealed record SidecarOptions
 
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
 
-    public const string Usage = """
-        backendtls-sidecar [run] [options]     proxy plain HTTP to backends over verified TLS
-        backendtls-sidecar render [options]    turn BackendTLSPolicy manifests into a config directory
-        backendtls-sidecar demo                run a self-contained demo on loopback (no cluster needed)
-        backendtls-sidecar wait [--url U] [--timeout S]   exit 0 once the sidecar is ready (postStart hook)
-
-        run options (flag, or environment variable BACKENDTLS_<NAME> with - as _):
-          --config-dir DIR              policy directory (ConfigMap mount)   [/etc/backendtls/config]
-          --listen ADDR:PORT            plain-HTTP listener                  [127.0.0.1:15001]
-          --admin ADDR:PORT             metrics/health listener              [0.0.0.0:15090]
-          --cluster-domain DOMAIN       Service DNS suffix                   [cluster.local]
-          --resolve HOST:PORT:ADDR      connect to ADDR for HOST:PORT (repeatable, like curl)
-          --connect-timeout SECONDS     TCP connect to a backend             [5]
-          --handshake-timeout SECONDS   TLS handshake with a backend         [5]
-          --request-headers-timeout S   client must send headers within S    [10]
-          --response-timeout SECONDS    backend must send response headers   [60]
-          --body-idle-timeout SECONDS   a body may stall (either way) for S   [60]
-          --idle-timeout SECONDS        keep-alive of gateway connections    [120]
-          --upstream-idle-timeout S     pooled backend connection idle time  [90]
-          --drain-timeout SECONDS       finish in-flight requests on SIGTERM [25]
-          --log-format text|json        json in containers                   [text]
-          --log-level LEVEL             Trace..Critical                      [Information]
+    public const string Synopsis = """
+        backendtls-sidecar [run] [flags]   proxy plain HTTP to backends over verified TLS
         """;
 
+    /// <summary>The flags of <c>run</c>, bound to a fresh set each time (parsing keeps state in it).</summary>
+    private sealed class RunFlags
+    {
+        public RunFlags()
+        {
+            var d = new SidecarOptions();
+            Set = new FlagSet("run", Synopsis, "BACKENDTLS_");
+            ConfigDir = Set.Add("config-dir", d.ConfigDir, FlagValues.Text, "policy directory (the mounted ConfigMap)", "DIR");
+            Listen = Set.Add("listen", d.Listen, FlagValues.Endpoint, "plain-HTTP listener for the gateway", "ADDR:PORT");
+            Admin = Set.Add("admin", d.Admin, FlagValues.Endpoint, "metrics and health listener", "ADDR:PORT");
+            ClusterDomain = Set.Add("cluster-domain", d.ClusterDomain, ParseDomain, "Service DNS suffix", "DOMAIN");
+            Resolve = Set.Add<KeyValuePair<string, string>>("resolve", default, ParseResolve, "connect to ADDR for HOST:PORT, like curl", "HOST:PORT:ADDR[:PORT]", repeatable: true);
+            ConnectTimeout = Set.Add("connect-timeout", d.ConnectTimeout, FlagValues.Seconds(), "TCP connect to a backend", "SECONDS");
+            HandshakeTimeout = Set.Add("handshake-timeout", d.HandshakeTimeout, FlagValues.Seconds(), "TLS handshake with a backend", "SECONDS");
+            RequestHeadersTimeout = Set.Add("request-headers-timeout", d.RequestHeadersTimeout, FlagValues.Seconds(), "the gateway sends a request head within", "SECONDS");
+            ResponseTimeout = Set.Add("response-timeout", d.ResponseTimeout, FlagValues.Seconds(), "the backend sends response headers within, after the request", "SECONDS");
+            BodyIdleTimeout = Set.Add("body-idle-timeout", d.BodyIdleTimeout, FlagValues.Seconds(), "a body may stall (either way) for", "SECONDS");
+            IdleTimeout = Set.Add("idle-timeout", d.IdleTimeout, FlagValues.Seconds(), "keep-alive of gateway connections", "SECONDS");
+            UpstreamIdleTimeout = Set.Add("upstream-idle-timeout", d.UpstreamIdleTimeout, FlagValues.Seconds(), "idle time of pooled backend connections", "SECONDS");
+            DrainTimeout = Set.Add("drain-timeout", d.DrainTimeout, FlagValues.Seconds(allowZero: true), "on SIGTERM, finish in-flight requests within", "SECONDS");
+            LogFormat = Set.Add("log-format", d.LogFormat, FlagValues.OneOf("text", "json"), "json in containers", "text|json");
+            LogLevel = Set.Add("log-level", d.LogLevel, ParseLevel, "Trace, Debug, Information, Warning, Error or Critical", "LEVEL");
+        }
+
+        public FlagSet Set { get; }
+
+        public Flag<string> ConfigDir { get; }
+
+        public Flag<IPEndPoint> Listen { get; }
+
+        public Flag<IPEndPoint> Admin { get; }
+
+        public Flag<string> ClusterDomain { get; }
+
+        public Flag<KeyValuePair<string, string>> Resolve { get; }
+
+        public Flag<TimeSpan> ConnectTimeout { get; }
+
+        public Flag<TimeSpan> HandshakeTimeout { get; }
+
+        public Flag<TimeSpan> RequestHeadersTimeout { get; }
+
+        public Flag<TimeSpan> ResponseTimeout { get; }
+
+        public Flag<TimeSpan> BodyIdleTimeout { get; }
+
+        public Flag<TimeSpan> IdleTimeout { get; }
+
+        public Flag<TimeSpan> UpstreamIdleTimeout { get; }
+
+        public Flag<TimeSpan> DrainTimeout { get; }
+
+        public Flag<string> LogFormat { get; }
+
+        public Flag<LogLevel> LogLevel { get; }
+    }
+
+    public static string Usage => new RunFlags().Set.Usage;
+
     /// <summary>Parses flags over environment variables over defaults.</summary>
-    /// <exception cref="OptionsException">An unknown flag or a bad value; the message says which and why.</exception>
+    /// <exception cref="OptionsException">Every unknown flag and bad value; each line says which and why.</exception>
     public static SidecarOptions Parse(IReadOnlyList<string> args, Func<string, string?> environment)
     {
-        var values = new Dictionary<string, List<string>>(StringComparer.Ordinal);
-        foreach (var name in KnownFlags)
+        var flags = new RunFlags();
+        var errors = flags.Set.Parse(args, environment).ToList();
+        if (flags.Set.HelpRequested)
         {
-            var env = environment("BACKENDTLS_" + name.Replace('-', '_').ToUpperInvariant());
-            if (!string.IsNullOrEmpty(env))
-            {
-                // Environment lists (resolve) are comma-separated.
-                values[name] = [.. env.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
-            }
+            throw new OptionsException([], helpRequested: true);
         }
 
-        var fromFlags = new HashSet<string>(StringComparer.Ordinal);
-        for (var i = 0; i < args.Count; i++)
+        var options = new SidecarOptions
         {
-            var arg = args[i];
-            if (!arg.StartsWith("--", StringComparison.Ordinal))
-            {
-                throw new OptionsException($"unexpected argument \"{arg}\"; flags look like --name value");
-            }
-
-            var name = arg[2..];
-            string value;
-            var eq = name.IndexOf('=', StringComparison.Ordinal);
-            if (eq >= 0)
-            {
-                value = name[(eq + 1)..];
-                name = name[..eq];
-            }
-            else if (i + 1 < args.Count)
-            {
-                value = args[++i];
-            }
-            else
-            {
-                throw new OptionsException($"--{name} needs a value");
-            }
-
-            if (!KnownFlags.Contains(name))
-            {
-                throw new OptionsException($"unknown flag --{name}; see --help");
-            }
-
-            if (fromFlags.Add(name))
-            {
-                values[name] = [];
-            }
-
-            values[name].Add(value);
-        }
-
-        var options = new SidecarOptions();
-        string? One(string name) => values.TryGetValue(name, out var v) ? v[^1] : null;
-        return options with
-        {
-            ConfigDir = One("config-dir") ?? options.ConfigDir,
-            Listen = One("listen") is { } l ? ParseEndpoint("listen", l) : options.Listen,
-            Admin = One("admin") is { } a ? ParseEndpoint("admin", a) : options.Admin,
-            ClusterDomain = One("cluster-domain") ?? options.ClusterDomain,
-            Resolve = values.TryGetValue("resolve", out var r) ? ParseResolve(r) : options.Resolve,
-            ConnectTimeout = Seconds("connect-timeout", One("connect-timeout")) ?? options.ConnectTimeout,
-            HandshakeTimeout = Seconds("handshake-timeout", One("handshake-timeout")) ?? options.HandshakeTimeout,
-            RequestHeadersTimeout = Seconds("request-headers-timeout", One("request-headers-timeout")) ?? options.RequestHeadersTimeout,
-            ResponseTimeout = Seconds("response-timeout", One("response-timeout")) ?? options.ResponseTimeout,
-            BodyIdleTimeout = Seconds("body-idle-timeout", One("body-idle-timeout")) ?? options.BodyIdleTimeout,
-            IdleTimeout = Seconds("idle-timeout", One("idle-timeout")) ?? options.IdleTimeout,
-            UpstreamIdleTimeout = Seconds("upstream-idle-timeout", One("upstream-idle-timeout")) ?? options.UpstreamIdleTimeout,
-            DrainTimeout = Seconds("drain-timeout", One("drain-timeout"), allowZero: true) ?? options.DrainTimeout,
-            LogFormat = One("log-format") is { } f ? ParseLogFormat(f) : options.LogFormat,
-            LogLevel = One("log-level") is { } lvl ? ParseLevel(lvl) : options.LogLevel,
+            ConfigDir = flags.ConfigDir.Value,
+            Listen = flags.Listen.Value,
+            Admin = flags.Admin.Value,
+            ClusterDomain = flags.ClusterDomain.Value,
+            Resolve = flags.Resolve.Values.ToDictionary(p => p.Key, p => p.Value, StringComparer.OrdinalIgnoreCase),
+            ConnectTimeout = flags.ConnectTimeout.Value,
+            HandshakeTimeout = flags.HandshakeTimeout.Value,
+            RequestHeadersTimeout = flags.RequestHeadersTimeout.Value,
+            ResponseTimeout = flags.ResponseTimeout.Value,
+            BodyIdleTimeout = flags.BodyIdleTimeout.Value,
+            IdleTimeout = flags.IdleTimeout.Value,
+            UpstreamIdleTimeout = flags.UpstreamIdleTimeout.Value,
+            DrainTimeout = flags.DrainTimeout.Value,
+            LogFormat = flags.LogFormat.Value,
+            LogLevel = flags.LogLevel.Value,
         };
+        errors.AddRange(options.Problems());
+        return errors.Count > 0 ? throw new OptionsException(errors) : options;
     }
 
-    private static readonly HashSet<string> KnownFlags =
-    [
-        "config-dir", "listen", "admin", "cluster-domain", "resolve", "connect-timeout", "handshake-timeout",
-        "request-headers-timeout", "response-timeout", "body-idle-timeout", "idle-timeout", "upstream-idle-timeout", "drain-timeout", "log-format", "log-level",
-    ];
-
-    private static IPEndPoint ParseEndpoint(string flag, string value)
+    /// <summary>Combinations that cannot work, and the checks for options built in code rather than parsed.</summary>
+    public IEnumerable<string> Problems()
     {
-        if (IPEndPoint.TryParse(value, out var endpoint) && endpoint.Port is > 0 and <= 65535)
+        if (Listen.Port == Admin.Port && Listen.Port != 0)
         {
-            return endpoint;
+            yield return $"--listen and --admin both use port {Listen.Port}; give the admin listener its own port";
         }
 
-        if (value.StartsWith("localhost:", StringComparison.Ordinal)
-            && int.TryParse(value.AsSpan(10), out var port) && port is > 0 and <= 65535)
+        if (string.IsNullOrWhiteSpace(ConfigDir))
         {
-            return new IPEndPoint(IPAddress.Loopback, port);
+            yield return "--config-dir is empty; point it at the mounted policy ConfigMap";
         }
 
-        throw new OptionsException($"--{flag} \"{value}\" is not ADDR:PORT (an IP address and a port, e.g. 127.0.0.1:15001)");
+        if (!BackendTls.Policy.Validation.Names.IsDns1123Subdomain(ClusterDomain))
+        {
+            yield return $"--cluster-domain \"{ClusterDomain}\" is not a DNS name (e.g. cluster.local)";
+        }
     }
 
-    private static Dictionary<string, string> ParseResolve(List<string> entries)
+    private static (string, string?) ParseDomain(string value) =>
+        BackendTls.Policy.Validation.Names.IsDns1123Subdomain(value) ? (value, null) : (value, "is not a DNS name (e.g. cluster.local)");
+
+    private static (LogLevel, string?) ParseLevel(string value) => Enum.TryParse<LogLevel>(value, ignoreCase: true, out var level) && Enum.IsDefined(level)
+        ? (level, null)
+        : (LogLevel.Information, "is not a log level; use Trace, Debug, Information, Warning, Error or Critical");
+
+    /// <summary>HOST:PORT:ADDR, or HOST:PORT:ADDR:PORT2 to also change the port (IPv6 in brackets).</summary>
+    private static (KeyValuePair<string, string>, string?) ParseResolve(string entry)
     {
-        var result = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
-        foreach (var entry in entries)
+        var first = entry.IndexOf(':', StringComparison.Ordinal);
+        var second = first < 0 ? -1 : entry.IndexOf(':', first + 1);
+        if (second < 0 || !int.TryParse(entry.AsSpan(first + 1, second - first - 1), out var port) || port is < 1 or > 65535)
         {
-            // HOST:PORT:ADDR, or HOST:PORT:ADDR:PORT2 to also change the port (IPv6 in brackets).
-            var first = entry.IndexOf(':', StringComparison.Ordinal);
-            var second = first < 0 ? -1 : entry.IndexOf(':', first + 1);
-            if (second < 0 || !int.TryParse(entry.AsSpan(first + 1, second - first - 1), out var port) || port is < 1 or > 65535)
-            {
-                throw new OptionsException($"--resolve \"{entry}\" is not HOST:PORT:ADDR[:PORT] (e.g. httpbin.httpbin.svc.cluster.local:8443:127.0.0.1)");
-            }
-
-            var target = entry[(second + 1)..];
-            string endpoint;
-            if (IPAddress.TryParse(target.Trim('[', ']'), out var address))
-            {
-                endpoint = new IPEndPoint(address, port).ToString();
-            }
-            else if (IPEndPoint.TryParse(target, out var withPort) && withPort.Port > 0)
-            {
-                endpoint = withPort.ToString();
-            }
-            else
-            {
-                throw new OptionsException($"--resolve \"{entry}\": \"{target}\" is not an IP address (optionally with :PORT)");
-            }
-
-            result[entry[..second].ToLowerInvariant()] = endpoint;
+            return (default, "is not HOST:PORT:ADDR[:PORT] (e.g. httpbin.httpbin.svc.cluster.local:8443:127.0.0.1)");
         }
 
-        return result;
+        var target = entry[(second + 1)..];
+        string endpoint;
+        if (IPAddress.TryParse(target.Trim('[', ']'), out var address))
+        {
+            endpoint = new IPEndPoint(address, port).ToString();
+        }
+        else if (IPEndPoint.TryParse(target, out var withPort) && withPort.Port > 0)
+        {
+            endpoint = withPort.ToString();
+        }
+        else
+        {
+            return (default, $"names \"{target}\", which is not an IP address (optionally with :PORT)");
+        }
+
+        return (new KeyValuePair<string, string>(entry[..second].ToLowerInvariant(), endpoint), null);
     }
-
-    private static TimeSpan? Seconds(string flag, string? value, bool allowZero = false)
-    {
-        if (value is null)
-        {
-            return null;
-        }
-
-        if (double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds)
-            && (seconds > 0 || (allowZero && seconds == 0)) && seconds <= 86400)
-        {
-            return TimeSpan.FromSeconds(seconds);
-        }
-
-        throw new OptionsException($"--{flag} \"{value}\" is not a number of seconds ({(allowZero ? "0" : "above 0")} to 86400)");
-    }
-
-    private static string ParseLogFormat(string value) => value is "text" or "json"
-        ? value
-        : throw new OptionsException($"--log-format \"{value}\": use text or json");
-
-    private static LogLevel ParseLevel(string value) => Enum.TryParse<LogLevel>(value, ignoreCase: true, out var level)
-        ? level
-        : throw new OptionsException($"--log-level \"{value}\": use Trace, Debug, Information, Warning, Error or Critical");
 }
-
-/// <summary>A bad command line or environment setting.</summary>
-internal sealed class OptionsException(string message) : Exception(message);

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using BackendTls.Policy.Cli;
 using BackendTls.Policy.Loading;
 using BackendTls.Policy.Yaml;
 using BackendTls.Webhook.Hosting;
@@ -15,39 +16,36 @@ namespace BackendTls.Webhook.Cli;
 /// </summary>
 internal static class InjectCommand
 {
+    private static (FlagSet Set, Flag<string> Files, InjectorFlags Injector) Flags()
+    {
+        var set = new FlagSet("inject", "backendtls-webhook inject -f FILE [-f FILE...] [flags]   inject the sidecar into manifests offline; writes them to stdout");
+        var files = set.Add("filename", string.Empty, FlagValues.Text, "manifests (Pods, workloads, Lists; '-' for stdin)", "FILE", "f", repeatable: true);
+        return (set, files, new InjectorFlags(set));
+    }
+
     public static int Run(IReadOnlyList<string> args, TextReader stdin, TextWriter stdout, TextWriter stderr)
     {
-        var files = new List<string>();
-        var rest = new List<string>();
-        for (var i = 0; i < args.Count; i++)
+        var (set, filesFlag, injector) = Flags();
+        var errors = set.Parse(args, _ => null).ToList();
+        if (set.HelpRequested)
         {
-            if (args[i] is "-f" or "--filename" && i + 1 < args.Count)
-            {
-                files.Add(args[++i]);
-            }
-            else
-            {
-                rest.Add(args[i]);
-            }
+            stdout.WriteLine(set.Usage);
+            return 0;
         }
 
-        if (files.Count == 0)
+        if (filesFlag.Values.Count == 0)
         {
-            stderr.WriteLine("inject: give at least one -f FILE ('-' for stdin)\n\n" + WebhookOptions.Usage);
+            errors.Add("give at least one -f FILE ('-' for stdin)");
+        }
+
+        if (errors.Count > 0)
+        {
+            stderr.WriteLine(string.Join("\n", errors.Select(e => "inject: " + e)) + "\n\n" + set.Usage);
             return 2;
         }
 
-        InjectorSettings settings;
-        try
-        {
-            settings = WebhookOptions.Parse(rest, _ => null).Injector;
-        }
-        catch (ArgumentException e)
-        {
-            stderr.WriteLine($"inject: {e.Message}");
-            return 2;
-        }
-
+        var files = filesFlag.Values;
+        var settings = injector.Settings();
         var output = new List<string>();
         foreach (var file in files)
         {

@@ -1,10 +1,10 @@
-using System.Globalization;
 using System.Net;
+using BackendTls.Policy.Cli;
 using BackendTls.Webhook.Injection;
 
 namespace BackendTls.Webhook.Hosting;
 
-/// <summary>Webhook process settings from flags (<c>--name value</c>) or <c>BACKENDTLS_WEBHOOK_NAME</c> variables.</summary>
+/// <summary>Webhook process settings from flags or <c>BACKENDTLS_WEBHOOK_NAME</c> variables, through one <see cref="FlagSet"/>.</summary>
 internal sealed record WebhookOptions
 {
     public IPEndPoint Listen { get; init; } = new(IPAddress.Any, 8443);
@@ -36,104 +36,140 @@ internal sealed record WebhookOptions
 
     public InjectorSettings Injector { get; init; } = new();
 
-    public const string Usage = """
-        backendtls-webhook [serve] [options]           the mutating admission webhook
+    public const string Commands = """
+        backendtls-webhook [serve] [flags]             the mutating admission webhook and the BackendTLSPolicy controller
         backendtls-webhook inject -f FILE [-f FILE...]  inject manifests offline (like istioctl kube-inject); '-' is stdin
-
-        serve options (flag, or BACKENDTLS_WEBHOOK_<NAME> with - as _):
-          --listen ADDR:PORT            HTTPS listener for /mutate                   [0.0.0.0:8443]
-          --metrics ADDR:PORT           plain HTTP: /metrics /healthz/live /healthz/ready [0.0.0.0:9090]
-          --tls-cert-file PATH          serving certificate (PEM)   [/etc/backendtls-webhook/tls/tls.crt]
-          --tls-key-file PATH           its private key (PEM)       [/etc/backendtls-webhook/tls/tls.key]
-          --log-format text|json                                                      [text]
-          --certificate-mode MODE       files (mounted Secret, e.g. cert-manager) or self-managed [files]
-          --certificate-secret NAME     self-managed: Secret holding the CA and certificate [backendtls-webhook-tls]
-          --service NAME                self-managed: the webhook Service (certificate DNS names) [backendtls-webhook]
-          --webhook-configuration NAME  self-managed: MutatingWebhookConfiguration whose caBundle is kept in sync
-                                                                                      [backendtls-sidecar-injector]
-          --namespace-lookup true|false also check namespace labels in code           [true]
-          --controller true|false       run the BackendTLSPolicy controller (leader-elected) [true]
-          --resync SECONDS              controller: full pass at least this often     [30]
-        injection defaults (serve and inject):
-          --sidecar-image IMAGE         [backendtls-sidecar:0.1.0]
-          --policy-configmap NAME       ConfigMap mounted as the sidecar's config     [backendtls-policy]
-          --native-sidecar true|false   false for clusters older than 1.29            [true]
-          --cpu-request Q --memory-request Q --cpu-limit Q --memory-limit Q  [50m, 32Mi, none, 128Mi]
-          --webhook-namespace NS        never injected (POD_NAMESPACE)                [backendtls-system]
+        backendtls-webhook COMMAND --help               the flags of a command
         """;
 
-    public static WebhookOptions Parse(IReadOnlyList<string> args, Func<string, string?> environment)
+    private sealed class ServeFlags
     {
-        var values = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var name in Known)
+        public ServeFlags()
         {
-            if (environment("BACKENDTLS_WEBHOOK_" + name.Replace('-', '_').ToUpperInvariant()) is { Length: > 0 } env)
-            {
-                values[name] = env;
-            }
+            var d = new WebhookOptions();
+            Set = new FlagSet("serve", "backendtls-webhook [serve] [flags]   the mutating admission webhook and the BackendTLSPolicy controller", "BACKENDTLS_WEBHOOK_");
+            Listen = Set.Add("listen", d.Listen, FlagValues.Endpoint, "HTTPS listener for /mutate", "ADDR:PORT");
+            Metrics = Set.Add("metrics", d.Metrics, FlagValues.Endpoint, "plain HTTP: /metrics /healthz/live /healthz/ready", "ADDR:PORT");
+            CertificateFile = Set.Add("tls-cert-file", d.CertificateFile, FlagValues.Text, "serving certificate (PEM)", "PATH");
+            KeyFile = Set.Add("tls-key-file", d.KeyFile, FlagValues.Text, "its private key (PEM)", "PATH");
+            LogFormat = Set.Add("log-format", d.LogFormat, FlagValues.OneOf("text", "json"), "json in containers", "text|json");
+            CertificateMode = Set.Add("certificate-mode", d.CertificateMode, FlagValues.OneOf("files", "self-managed"), "files (a mounted Secret, e.g. cert-manager) or self-managed", "MODE");
+            CertificateSecret = Set.Add("certificate-secret", d.CertificateSecret, FlagValues.Text, "self-managed: the Secret holding the CA and certificate", "NAME");
+            Service = Set.Add("service", d.ServiceName, FlagValues.Text, "self-managed: the webhook Service (certificate DNS names)", "NAME");
+            WebhookConfiguration = Set.Add("webhook-configuration", d.WebhookConfiguration, FlagValues.Text, "self-managed: the MutatingWebhookConfiguration whose caBundle is kept in sync", "NAME");
+            NamespaceLookup = Set.Add("namespace-lookup", d.NamespaceLookup, FlagValues.Bool, "also check namespace labels in code", "true|false");
+            Controller = Set.Add("controller", d.Controller, FlagValues.Bool, "run the BackendTLSPolicy controller (leader-elected)", "true|false");
+            Resync = Set.Add("resync", d.Resync, FlagValues.Seconds(max: 3600), "controller: a full pass at least this often", "SECONDS");
+            Injector = new InjectorFlags(Set);
         }
 
-        if (environment("POD_NAMESPACE") is { Length: > 0 } podNamespace && !values.ContainsKey("webhook-namespace"))
-        {
-            values["webhook-namespace"] = podNamespace;
-        }
+        public FlagSet Set { get; }
 
-        for (var i = 0; i < args.Count; i++)
-        {
-            var name = args[i].StartsWith("--", StringComparison.Ordinal) ? args[i][2..] : throw new ArgumentException($"unexpected argument \"{args[i]}\"");
-            if (!Known.Contains(name))
-            {
-                throw new ArgumentException($"unknown flag --{name}; see --help");
-            }
+        public Flag<IPEndPoint> Listen { get; }
 
-            if (i + 1 >= args.Count)
-            {
-                throw new ArgumentException($"--{name} needs a value");
-            }
+        public Flag<IPEndPoint> Metrics { get; }
 
-            values[name] = args[++i];
-        }
+        public Flag<string> CertificateFile { get; }
 
-        var o = new WebhookOptions();
-        var injector = o.Injector;
-        string? V(string name) => values.GetValueOrDefault(name);
-        return o with
-        {
-            Listen = V("listen") is { } l ? Endpoint("listen", l) : o.Listen,
-            Metrics = V("metrics") is { } m ? Endpoint("metrics", m) : o.Metrics,
-            CertificateFile = V("tls-cert-file") ?? o.CertificateFile,
-            KeyFile = V("tls-key-file") ?? o.KeyFile,
-            LogFormat = V("log-format") is { } f ? (f is "text" or "json" ? f : throw new ArgumentException($"--log-format \"{f}\": use text or json")) : o.LogFormat,
-            CertificateMode = V("certificate-mode") is { } cm ? (cm is "files" or "self-managed" ? cm : throw new ArgumentException($"--certificate-mode \"{cm}\": use files or self-managed")) : o.CertificateMode,
-            CertificateSecret = V("certificate-secret") ?? o.CertificateSecret,
-            ServiceName = V("service") ?? o.ServiceName,
-            WebhookConfiguration = V("webhook-configuration") ?? o.WebhookConfiguration,
-            Controller = V("controller") is { } c ? (bool.TryParse(c, out var run) ? run : throw new ArgumentException($"--controller \"{c}\": use true or false")) : o.Controller,
-            Resync = V("resync") is { } r ? (int.TryParse(r, out var seconds) && seconds is > 0 and <= 3600 ? TimeSpan.FromSeconds(seconds) : throw new ArgumentException($"--resync \"{r}\": seconds, 1-3600")) : o.Resync,
-            NamespaceLookup = V("namespace-lookup") is { } nl ? (bool.TryParse(nl, out var lookup) ? lookup : throw new ArgumentException($"--namespace-lookup \"{nl}\": use true or false")) : o.NamespaceLookup,
-            Injector = injector with
-            {
-                SidecarImage = V("sidecar-image") ?? injector.SidecarImage,
-                PolicyConfigMap = V("policy-configmap") ?? injector.PolicyConfigMap,
-                NativeSidecar = V("native-sidecar") is { } n ? (bool.TryParse(n, out var b) ? b : throw new ArgumentException($"--native-sidecar \"{n}\": use true or false")) : injector.NativeSidecar,
-                CpuRequest = V("cpu-request") ?? injector.CpuRequest,
-                MemoryRequest = V("memory-request") ?? injector.MemoryRequest,
-                CpuLimit = V("cpu-limit") ?? injector.CpuLimit,
-                MemoryLimit = V("memory-limit") ?? injector.MemoryLimit,
-                WebhookNamespace = V("webhook-namespace") ?? injector.WebhookNamespace,
-            },
-        };
+        public Flag<string> KeyFile { get; }
+
+        public Flag<string> LogFormat { get; }
+
+        public Flag<string> CertificateMode { get; }
+
+        public Flag<string> CertificateSecret { get; }
+
+        public Flag<string> Service { get; }
+
+        public Flag<string> WebhookConfiguration { get; }
+
+        public Flag<bool> NamespaceLookup { get; }
+
+        public Flag<bool> Controller { get; }
+
+        public Flag<TimeSpan> Resync { get; }
+
+        public InjectorFlags Injector { get; }
     }
 
-    private static readonly HashSet<string> Known =
-    [
-        "listen", "metrics", "tls-cert-file", "tls-key-file", "log-format", "sidecar-image", "policy-configmap", "native-sidecar",
-        "cpu-request", "memory-request", "cpu-limit", "memory-limit", "webhook-namespace",
-        "certificate-mode", "certificate-secret", "service", "webhook-configuration", "namespace-lookup", "controller", "resync",
-    ];
+    public static string Usage => Commands + "\n" + new ServeFlags().Set.Usage;
 
-    private static IPEndPoint Endpoint(string flag, string value) =>
-        IPEndPoint.TryParse(value, out var endpoint) && endpoint.Port > 0
-            ? endpoint
-            : throw new ArgumentException($"--{flag} \"{value}\" is not ADDR:PORT, e.g. 0.0.0.0:{(flag == "listen" ? 8443 : 9090).ToString(CultureInfo.InvariantCulture)}");
+    /// <exception cref="OptionsException">Every unknown flag and bad value, one per line.</exception>
+    public static WebhookOptions Parse(IReadOnlyList<string> args, Func<string, string?> environment)
+    {
+        var flags = new ServeFlags();
+        // The webhook's own namespace comes from the downward API unless a flag or variable names it.
+        Func<string, string?> withPodNamespace = name =>
+            name == "BACKENDTLS_WEBHOOK_WEBHOOK_NAMESPACE" ? environment(name) ?? environment("POD_NAMESPACE") : environment(name);
+        var errors = flags.Set.Parse(args, withPodNamespace);
+        if (flags.Set.HelpRequested)
+        {
+            throw new OptionsException([], helpRequested: true);
+        }
+
+        if (errors.Count > 0)
+        {
+            throw new OptionsException(errors);
+        }
+
+        return new WebhookOptions
+        {
+            Listen = flags.Listen.Value,
+            Metrics = flags.Metrics.Value,
+            CertificateFile = flags.CertificateFile.Value,
+            KeyFile = flags.KeyFile.Value,
+            LogFormat = flags.LogFormat.Value,
+            CertificateMode = flags.CertificateMode.Value,
+            CertificateSecret = flags.CertificateSecret.Value,
+            ServiceName = flags.Service.Value,
+            WebhookConfiguration = flags.WebhookConfiguration.Value,
+            NamespaceLookup = flags.NamespaceLookup.Value,
+            Controller = flags.Controller.Value,
+            Resync = flags.Resync.Value,
+            Injector = flags.Injector.Settings(),
+        };
+    }
+}
+
+/// <summary>The injection defaults, shared by <c>serve</c> and <c>inject</c>: one definition of each flag.</summary>
+internal sealed class InjectorFlags
+{
+    private readonly Flag<string> _image;
+    private readonly Flag<string> _configMap;
+    private readonly Flag<bool> _native;
+    private readonly Flag<string> _cpuRequest;
+    private readonly Flag<string> _memoryRequest;
+    private readonly Flag<string> _cpuLimit;
+    private readonly Flag<string> _memoryLimit;
+    private readonly Flag<string> _webhookNamespace;
+
+    public InjectorFlags(FlagSet set)
+    {
+        var d = new InjectorSettings();
+        _image = set.Add("sidecar-image", d.SidecarImage, FlagValues.Text, "the sidecar image", "IMAGE");
+        _configMap = set.Add("policy-configmap", d.PolicyConfigMap, FlagValues.Text, "ConfigMap mounted as the sidecar's config", "NAME");
+        _native = set.Add("native-sidecar", d.NativeSidecar, FlagValues.Bool, "native sidecar (Kubernetes 1.29+); false for older clusters", "true|false");
+        _cpuRequest = set.Add("cpu-request", d.CpuRequest, Quantity, "the sidecar's CPU request", "QUANTITY");
+        _memoryRequest = set.Add("memory-request", d.MemoryRequest, Quantity, "the sidecar's memory request", "QUANTITY");
+        _cpuLimit = set.Add("cpu-limit", d.CpuLimit ?? string.Empty, QuantityOrNone, "the sidecar's CPU limit", "QUANTITY|none", defaultText: "none");
+        _memoryLimit = set.Add("memory-limit", d.MemoryLimit ?? string.Empty, QuantityOrNone, "the sidecar's memory limit", "QUANTITY|none");
+        _webhookNamespace = set.Add("webhook-namespace", d.WebhookNamespace, FlagValues.Text, "never injected (POD_NAMESPACE)", "NS");
+    }
+
+    private static (string, string?) Quantity(string value) =>
+        PodOverrides.IsPositiveQuantity(value) ? (value, null) : (value, PodOverrides.NotAQuantity);
+
+    private static (string, string?) QuantityOrNone(string value) => value == "none" ? (string.Empty, null) : Quantity(value);
+
+    public InjectorSettings Settings() => new InjectorSettings() with
+    {
+        SidecarImage = _image.Value,
+        PolicyConfigMap = _configMap.Value,
+        NativeSidecar = _native.Value,
+        CpuRequest = _cpuRequest.Value,
+        MemoryRequest = _memoryRequest.Value,
+        CpuLimit = _cpuLimit.Value is { Length: > 0 } cpu ? cpu : null,
+        MemoryLimit = _memoryLimit.Value is { Length: > 0 } memory ? memory : null,
+        WebhookNamespace = _webhookNamespace.Value,
+    };
 }

@@ -118,21 +118,28 @@ internal static partial class PodOverrides
 
     private static InjectorSettings? Quantity(string value, Func<string, InjectorSettings> apply, ref string? problem)
     {
+        if (IsPositiveQuantity(value))
+        {
+            return apply(value);
+        }
+
+        problem = NotAQuantity;
+        return null;
+    }
+
+    public const string NotAQuantity = "is not a positive Kubernetes quantity (e.g. 100m, 64Mi)";
+
+    /// <summary>The one check of a resource quantity, for annotations and for the webhook's flags.</summary>
+    public static bool IsPositiveQuantity(string value)
+    {
         try
         {
-            var quantity = new ResourceQuantity(value);
-            if (quantity.ToDecimal() > 0)
-            {
-                return apply(value);
-            }
+            return new ResourceQuantity(value).ToDecimal() > 0;
         }
         catch (Exception e) when (e is FormatException or ArgumentException or OverflowException)
         {
-            // reported below
+            return false;
         }
-
-        problem = "is not a positive Kubernetes quantity (e.g. 100m, 64Mi)";
-        return null;
     }
 
     private static int? ParseSeconds(string value)

@@ -1,6 +1,5 @@
 using System.Net;
 using System.Text;
-using BackendTls.Sidecar.Certificates;
 using BackendTls.Sidecar.Demo;
 using BackendTls.Tests.Shared;
 

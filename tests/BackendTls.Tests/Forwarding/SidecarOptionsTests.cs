@@ -1,3 +1,4 @@
+using BackendTls.Policy.Cli;
 using BackendTls.Sidecar.Hosting;
 
 namespace BackendTls.Tests.Forwarding;

@@ -1,4 +1,4 @@
-using BackendTls.Sidecar.Certificates;
+using BackendTls.Sidecar.Demo;
 using BackendTls.Tests.Support;
 
 namespace BackendTls.Tests.Forwarding;
@@ -206,8 +206,10 @@ public sealed class WireFidelityTests : IAsyncLifetime
     [Fact]
     public async Task SlowUpload_IsNotCutByTheResponseTimeout()
     {
-        // --response-timeout is 1 s here; the upload takes about 2.5 s.
-        await using var gateway = await RawConnection.OpenAsync(_sidecar.ListenPort);
+        // --response-timeout is 1 s; the upload takes about 2.5 s (the body idle timeout is generous: a busy test machine stalls).
+        await using var sidecar = new SidecarFixture { ResponseTimeout = TimeSpan.FromSeconds(1), BodyIdleTimeout = TimeSpan.FromSeconds(20) };
+        await sidecar.StartForBackendAsync(_backend.Port, _ca.CertificatePem, Hostname);
+        await using var gateway = await RawConnection.OpenAsync(sidecar.ListenPort);
         const int Size = 25 * 10_000;
         await gateway.SendAsync($"POST /slow HTTP/1.1\r\nHost: {Hostname}\r\nContent-Length: {Size}\r\n\r\n");
         for (var i = 0; i < 25; i++)

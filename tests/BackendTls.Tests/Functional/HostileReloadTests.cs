@@ -1,8 +1,7 @@
 using System.Net;
 using System.Text.Json;
-using BackendTls.Sidecar.Certificates;
-using BackendTls.Sidecar.Configuration;
 using BackendTls.Sidecar.Demo;
+using BackendTls.Sidecar.Configuration;
 using BackendTls.Sidecar.Telemetry;
 using BackendTls.Sidecar.Upstreams;
 using BackendTls.Tests.Policy;

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using BackendTls.Sidecar.Certificates;
 using BackendTls.Sidecar.Demo;
 using BackendTls.Tests.Support;
 

@@ -1,7 +1,6 @@
 using BackendTls.Tests.Shared;
 using System.Net;
 using System.Text.Json;
-using BackendTls.Sidecar.Certificates;
 using BackendTls.Sidecar.Demo;
 using BackendTls.Tests.Support;
 

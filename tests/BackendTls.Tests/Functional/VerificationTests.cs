@@ -1,7 +1,6 @@
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
-using BackendTls.Sidecar.Certificates;
 using BackendTls.Sidecar.Demo;
 using BackendTls.Tests.Support;
 

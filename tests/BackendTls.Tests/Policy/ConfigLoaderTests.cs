@@ -1,5 +1,5 @@
 using BackendTls.Policy.Loading;
-using BackendTls.Sidecar.Certificates;
+using BackendTls.Sidecar.Demo;
 
 namespace BackendTls.Tests.Policy;
 

@@ -2,7 +2,7 @@ using BackendTls.Tests.Shared;
 using System.Text.Json.Nodes;
 using BackendTls.Policy.Rendering;
 using BackendTls.Policy.Yaml;
-using BackendTls.Sidecar.Certificates;
+using BackendTls.Sidecar.Demo;
 using BackendTls.Tests.Support;
 using Json.Schema;
 

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using BackendTls.Policy.Loading;
 using BackendTls.Policy.Rendering;
 using BackendTls.Policy.Yaml;
-using BackendTls.Sidecar.Certificates;
+using BackendTls.Sidecar.Demo;
 using BackendTls.Tests.Support;
 
 namespace BackendTls.Tests.Policy;

@@ -2,7 +2,7 @@ using BackendTls.Tests.Shared;
 using BackendTls.Policy.Loading;
 using BackendTls.Policy.Model;
 using BackendTls.Policy.Rendering;
-using BackendTls.Sidecar.Certificates;
+using BackendTls.Sidecar.Demo;
 using BackendTls.Tests.Support;
 
 namespace BackendTls.Tests.Policy;

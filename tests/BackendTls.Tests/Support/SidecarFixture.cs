@@ -56,7 +56,7 @@ internal sealed class SidecarFixture : IAsyncDisposable
     }
 
     public void WriteFiles(IReadOnlyDictionary<string, string> files) =>
-        BackendTls.Sidecar.Rendering.RenderCommand.WriteDirectory(ConfigDir, files);
+        BackendTls.Sidecar.Cli.RenderCommand.WriteDirectory(ConfigDir, files);
 
     public async Task StartAsync()
     {

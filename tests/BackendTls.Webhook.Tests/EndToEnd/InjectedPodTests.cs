@@ -2,7 +2,6 @@ using System.Net;
 using System.Text;
 using System.Text.Json.Nodes;
 using BackendTls.Policy.Rendering;
-using BackendTls.Sidecar.Certificates;
 using BackendTls.Sidecar.Demo;
 using BackendTls.Tests.Shared;
 using TestManifests = BackendTls.Tests.Shared.Manifests;
@@ -62,7 +61,7 @@ public sealed class InjectedPodTests
         var mounted = Directory.CreateTempSubdirectory("configmap-").FullName;
         var policy = TestManifests.Service("httpbin", "httpbin", 8000, "http") + TestManifests.CaConfigMap("root-ca", ca.CertificatePem, "httpbin")
                      + TestManifests.Policy("httpbin", "httpbin", "www.example.com", ns: "httpbin");
-        BackendTls.Sidecar.Rendering.RenderCommand.WriteDirectory(mounted, PolicyRenderer.RenderYaml([("policy.yaml", policy)]).Files);
+        BackendTls.Sidecar.Cli.RenderCommand.WriteDirectory(mounted, PolicyRenderer.RenderYaml([("policy.yaml", policy)]).Files);
 
         Assert.Equal("backendtls-policy", volume.ConfigMap.Name);
         var args = sidecar.Args.Select(a => a == mount.MountPath ? mounted : a).ToList();

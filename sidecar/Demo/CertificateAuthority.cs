@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
-namespace BackendTls.Sidecar.Certificates;
+namespace BackendTls.Sidecar.Demo;
 
 /// <summary>
 /// A private CA for the demo (and the tests): ECDSA P-256, with leaf certificates issued to order.

@@ -1,11 +1,11 @@
 using System.Net;
 using System.Net.Sockets;
 using BackendTls.Policy.Rendering;
-using BackendTls.Sidecar.Certificates;
+using BackendTls.Policy.Cli;
+using BackendTls.Sidecar.Demo;
 using BackendTls.Sidecar.Hosting;
-using BackendTls.Sidecar.Rendering;
 
-namespace BackendTls.Sidecar.Demo;
+namespace BackendTls.Sidecar.Cli;
 
 /// <summary>
 /// <c>backendtls-sidecar demo</c>: the whole product on loopback, no cluster. It makes a private CA and a
@@ -17,8 +17,20 @@ internal static class DemoCommand
 {
     private const string Hostname = "www.example.com";
 
-    public static async Task<int> RunAsync(IReadOnlyList<string> args, TextWriter output)
+    private static FlagSet Flags() => new("demo", "backendtls-sidecar demo   a self-contained demo on loopback: CA, TLS backend, policy, sidecar, requests (no cluster)");
+
+    public static string Usage => Flags().Usage;
+
+    public static async Task<int> RunAsync(IReadOnlyList<string> args, TextWriter output, TextWriter error)
     {
+        var flags = Flags();
+        var problems = flags.Parse(args, _ => null);
+        if (flags.HelpRequested || problems.Count > 0)
+        {
+            await (problems.Count > 0 ? error : output).WriteLineAsync(string.Join("\n", problems.Select(p => "demo: " + p).Append(flags.Usage)));
+            return problems.Count > 0 ? 2 : 0;
+        }
+
         var work = Directory.CreateTempSubdirectory("backendtls-demo-");
         try
         {

@@ -1,10 +1,11 @@
 using System.Text.Json.Nodes;
+using BackendTls.Policy.Cli;
 using BackendTls.Policy.Loading;
 using BackendTls.Policy.Model;
 using BackendTls.Policy.Rendering;
 using BackendTls.Policy.Yaml;
 
-namespace BackendTls.Sidecar.Rendering;
+namespace BackendTls.Sidecar.Cli;
 
 /// <summary>
 /// <c>backendtls-sidecar render -f FILE... (-o DIR | --configmap NAME [-n NAMESPACE])</c>: turns
@@ -15,63 +16,64 @@ namespace BackendTls.Sidecar.Rendering;
 /// </summary>
 internal static class RenderCommand
 {
-    public const string Usage = """
-        backendtls-sidecar render -f FILE [-f FILE ...] (-o DIR | --configmap NAME [-n NAMESPACE])
-          -f, --filename FILE   manifests (YAML/JSON, multi-document or List; '-' for stdin): BackendTLSPolicy
-                                (v1 or v1alpha3), the Services they target, the ConfigMaps/Secrets with ca.crt
-          -o, --output DIR      write the config directory (backendtls.yaml and CA bundles) to DIR
-          --configmap NAME      print a ConfigMap holding the files instead (kubectl apply -f -)
-          -n, --namespace NS    namespace of that ConfigMap                                   [default]
-        """;
+    private sealed class RenderFlags
+    {
+        public RenderFlags()
+        {
+            Set = new FlagSet("render", """
+                backendtls-sidecar render -f FILE [-f FILE ...] (-o DIR | --configmap NAME [-n NAMESPACE])
+                  turns BackendTLSPolicy (v1 or v1alpha3) manifests, the Services they target and the ConfigMaps/Secrets
+                  with ca.crt into the sidecar's config directory, or into a ConfigMap to kubectl apply
+                """);
+            Files = Set.Add("filename", string.Empty, FlagValues.Text, "manifests (YAML/JSON, multi-document or List; '-' for stdin)", "FILE", "f", repeatable: true);
+            Output = Set.Add("output", string.Empty, FlagValues.Text, "write the config directory (backendtls.yaml and CA bundles) to DIR", "DIR", "o");
+            ConfigMap = Set.Add("configmap", string.Empty, FlagValues.Text, "print a ConfigMap holding the files instead (kubectl apply -f -)", "NAME");
+            Namespace = Set.Add("namespace", "default", FlagValues.Text, "namespace of that ConfigMap", "NS", "n");
+        }
+
+        public FlagSet Set { get; }
+
+        public Flag<string> Files { get; }
+
+        public Flag<string> Output { get; }
+
+        public Flag<string> ConfigMap { get; }
+
+        public Flag<string> Namespace { get; }
+    }
+
+    public static string Usage => new RenderFlags().Set.Usage;
 
     public static int Run(IReadOnlyList<string> args, TextReader stdin, TextWriter stdout, TextWriter stderr)
     {
-        var inputs = new List<string>();
-        string? output = null;
-        string? configMap = null;
-        var ns = "default";
-        for (var i = 0; i < args.Count; i++)
+        var flags = new RenderFlags();
+        var errors = flags.Set.Parse(args, _ => null).ToList();
+        if (flags.Set.HelpRequested)
         {
-            var flag = args[i];
-            if (flag is "-h" or "--help")
-            {
-                stdout.WriteLine(Usage);
-                return 0;
-            }
-
-            if (i + 1 >= args.Count)
-            {
-                stderr.WriteLine($"render: {flag} needs a value\n\n{Usage}");
-                return 2;
-            }
-
-            var value = args[++i];
-            switch (flag)
-            {
-                case "-f" or "--filename":
-                    inputs.Add(value);
-                    break;
-                case "-o" or "--output":
-                    output = value;
-                    break;
-                case "--configmap":
-                    configMap = value;
-                    break;
-                case "-n" or "--namespace":
-                    ns = value;
-                    break;
-                default:
-                    stderr.WriteLine($"render: unknown flag {flag}\n\n{Usage}");
-                    return 2;
-            }
+            stdout.WriteLine(flags.Set.Usage);
+            return 0;
         }
 
-        if (inputs.Count == 0 || (output is null) == (configMap is null))
+        if (flags.Files.Values.Count == 0)
         {
-            stderr.WriteLine($"render: give at least one -f and exactly one of -o or --configmap\n\n{Usage}");
+            errors.Add("give at least one -f FILE ('-' for stdin)");
+        }
+
+        if (flags.Output.IsSet == flags.ConfigMap.IsSet)
+        {
+            errors.Add("give exactly one of -o DIR or --configmap NAME");
+        }
+
+        if (errors.Count > 0)
+        {
+            stderr.WriteLine(string.Join("\n", errors.Select(e => "render: " + e)) + "\n\n" + flags.Set.Usage);
             return 2;
         }
 
+        var inputs = flags.Files.Values;
+        var output = flags.Output.IsSet ? flags.Output.Value : null;
+        var configMap = flags.ConfigMap.IsSet ? flags.ConfigMap.Value : null;
+        var ns = flags.Namespace.Value;
         RenderResult result;
         try
         {
