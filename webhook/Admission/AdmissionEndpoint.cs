@@ -6,8 +6,8 @@ namespace BackendTls.Webhook.Admission;
 
 /// <summary>
 /// <c>POST /mutate</c>: the HTTP side of the webhook. Checks what arrives before parsing it: JSON content
-/// type (415), a size cap (413), a well-formed AdmissionReview v1 with a request uid (400, with a message);
-/// then answers with an AdmissionReview that echoes the uid.
+/// type (415), a size cap (413), a readable request uid (400, with a message); then always answers with an
+/// AdmissionReview that echoes the uid (<see cref="ReviewAsync"/>).
 /// </summary>
 internal sealed class AdmissionEndpoint(AdmissionHandler handler, WebhookMetrics metrics)
 {
@@ -34,65 +34,101 @@ internal sealed class AdmissionEndpoint(AdmissionHandler handler, WebhookMetrics
     {
         if (!HttpMethods.IsPost(context.Request.Method))
         {
-            await Problem(context, StatusCodes.Status405MethodNotAllowed, "use POST with an admission.k8s.io/v1 AdmissionReview");
+            await WriteAsync(context, Problem(StatusCodes.Status405MethodNotAllowed, "use POST with an admission.k8s.io/v1 AdmissionReview"));
             return;
         }
 
         if (context.Request.ContentType is not { } contentType || !contentType.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
         {
-            await Problem(context, StatusCodes.Status415UnsupportedMediaType, $"Content-Type must be application/json, not \"{context.Request.ContentType}\"");
+            await WriteAsync(context, Problem(StatusCodes.Status415UnsupportedMediaType, $"Content-Type must be application/json, not \"{context.Request.ContentType}\""));
             return;
         }
 
         if (context.Request.ContentLength > MaxRequestBytes)
         {
-            await Problem(context, StatusCodes.Status413PayloadTooLarge, $"the AdmissionReview is larger than {MaxRequestBytes} bytes");
+            await WriteAsync(context, Problem(StatusCodes.Status413PayloadTooLarge, $"the AdmissionReview is larger than {MaxRequestBytes} bytes"));
             return;
         }
 
-        AdmissionReview? review;
+        byte[] body;
         try
         {
             using var limited = new LimitedStream(context.Request.Body, MaxRequestBytes);
-            review = await JsonSerializer.DeserializeAsync(limited, AdmissionJsonContext.Default.AdmissionReview, context.RequestAborted);
+            using var buffer = new MemoryStream();
+            await limited.CopyToAsync(buffer, context.RequestAborted);
+            body = buffer.ToArray();
         }
         catch (LimitedStream.TooLargeException)
         {
-            await Problem(context, StatusCodes.Status413PayloadTooLarge, $"the AdmissionReview is larger than {MaxRequestBytes} bytes");
-            return;
-        }
-        catch (JsonException e)
-        {
-            await Problem(context, StatusCodes.Status400BadRequest, $"the body is not a JSON AdmissionReview: {e.Message}");
+            await WriteAsync(context, Problem(StatusCodes.Status413PayloadTooLarge, $"the AdmissionReview is larger than {MaxRequestBytes} bytes"));
             return;
         }
 
-        if (review is null || review.Kind != "AdmissionReview" || review.ApiVersion != AdmissionReview.ApiVersionV1)
-        {
-            await Problem(context, StatusCodes.Status400BadRequest,
-                $"expected kind AdmissionReview, apiVersion {AdmissionReview.ApiVersionV1}; got kind \"{review?.Kind}\", apiVersion \"{review?.ApiVersion}\"");
-            return;
-        }
-
-        if (review.Request is not { Uid: { Length: > 0 } } request)
-        {
-            await Problem(context, StatusCodes.Status400BadRequest, "the AdmissionReview has no request or no request.uid");
-            return;
-        }
-
-        var response = await handler.HandleAsync(request, context.RequestAborted);
-        context.Response.ContentType = "application/json";
-        await JsonSerializer.SerializeAsync(context.Response.Body,
-            new AdmissionReview { ApiVersion = AdmissionReview.ApiVersionV1, Kind = "AdmissionReview", Response = response },
-            AdmissionJsonContext.Default.AdmissionReview, context.RequestAborted);
+        await WriteAsync(context, await ReviewAsync(body, context.RequestAborted));
     }
 
-    private Task Problem(HttpContext context, int status, string message)
+    /// <summary>An answer: the status, its content type and body.</summary>
+    internal readonly record struct Answer(int Status, string ContentType, byte[] Body);
+
+    /// <summary>
+    /// Answers one review body. A body whose request.uid can be read gets 200 and an AdmissionReview for that
+    /// uid (allowed: false with a message naming the field when something cannot be read); any other body
+    /// gets 400 with a message. Nothing in a body can make this throw.
+    /// </summary>
+    internal async Task<Answer> ReviewAsync(byte[] body, CancellationToken cancellationToken)
+    {
+        var read = AdmissionReader.Read(body);
+        if (read.Uid is not { } uid)
+        {
+            return Problem(StatusCodes.Status400BadRequest, read.Problem!);
+        }
+
+        AdmissionResponse response;
+        if (read.Request is not { } request)
+        {
+            metrics.Admissions.WithLabels("error", "malformed_review").Inc();
+            response = AdmissionHandler.Refuse(uid, $"the backendtls injector cannot read this AdmissionReview: {read.Problem}");
+        }
+        else
+        {
+            try
+            {
+                response = await handler.HandleAsync(request, cancellationToken);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // A defect, not the body's fault: the pod is refused rather than admitted half-configured.
+                metrics.Admissions.WithLabels("error", "internal").Inc();
+                handler.LogDefect(e);
+                response = AdmissionHandler.Refuse(uid, "the backendtls injector failed on this pod (a defect, logged by the webhook); the pod was not admitted");
+            }
+        }
+
+        var review = new AdmissionReview { ApiVersion = AdmissionReview.ApiVersionV1, Kind = "AdmissionReview", Response = response };
+        try
+        {
+            return new Answer(StatusCodes.Status200OK, "application/json", JsonSerializer.SerializeToUtf8Bytes(review, AdmissionJsonContext.Default.AdmissionReview));
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            // A message quoting text that cannot be encoded: answer with the uid alone.
+            review = review with { Response = AdmissionHandler.Refuse(uid, "the pod holds text that cannot be encoded (a lone surrogate); the backendtls injector refused it") };
+            return new Answer(StatusCodes.Status200OK, "application/json", JsonSerializer.SerializeToUtf8Bytes(review, AdmissionJsonContext.Default.AdmissionReview));
+        }
+    }
+
+    private Answer Problem(int status, string message)
     {
         metrics.Admissions.WithLabels("error", "bad_request").Inc();
-        context.Response.StatusCode = status;
-        context.Response.ContentType = "text/plain; charset=utf-8";
-        return context.Response.WriteAsync(message + "\n", context.RequestAborted);
+        return new Answer(status, "text/plain; charset=utf-8", System.Text.Encoding.UTF8.GetBytes(message + "\n"));
+    }
+
+    private static async Task WriteAsync(HttpContext context, Answer answer)
+    {
+        context.Response.StatusCode = answer.Status;
+        context.Response.ContentType = answer.ContentType;
+        context.Response.ContentLength = answer.Body.Length;
+        await context.Response.Body.WriteAsync(answer.Body, context.RequestAborted);
     }
 
     /// <summary>Reads at most a given number of bytes, whatever Content-Length said (or didn't).</summary>

@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using BackendTls.Webhook.Admin;
 using BackendTls.Webhook.Injection;
+using BackendTls.Webhook.Json;
 using BackendTls.Webhook.Patching;
 
 namespace BackendTls.Webhook.Admission;
@@ -44,8 +45,15 @@ internal sealed partial class AdmissionHandler(
             return Refuse(uid, "request.object is not a Pod object; the backendtls injector cannot read it");
         }
 
-        var ns = request.Namespace ?? (string?)pod["metadata"]?["namespace"] ?? "default";
-        var name = (string?)pod["metadata"]?["name"] ?? ((string?)pod["metadata"]?["generateName"] is { } prefix ? prefix + "*" : "(unnamed)");
+        var ns = request.Namespace ?? StringAt(pod, "namespace") ?? "default";
+        var name = StringAt(pod, "name") ?? (StringAt(pod, "generateName") is { } prefix ? prefix + "*" : "(unnamed)");
+        if (PodShape.Problem(pod) is { } shape)
+        {
+            Count("error", "malformed_pod");
+            LogMalformed(logger, ns, name, shape);
+            return Refuse(uid, $"pod {ns}/{name} could not be read by the backendtls injector: {shape}");
+        }
+
         InjectionResult result;
         try
         {
@@ -79,8 +87,18 @@ internal sealed partial class AdmissionHandler(
         };
     }
 
-    private static AdmissionResponse Refuse(string uid, string message) =>
+    public static AdmissionResponse Refuse(string uid, string message) =>
         new() { Uid = uid, Allowed = false, Status = new AdmissionStatus(400, message) };
+
+    private static string? StringAt(JsonObject pod, string field) =>
+        JsonFields.Child(JsonFields.Child(pod, "metadata"), field) is JsonValue value && value.GetValueKind() == System.Text.Json.JsonValueKind.String
+            ? value.GetValue<string>()
+            : null;
+
+    public void LogDefect(Exception exception) => LogFailure(logger, exception);
+
+    [LoggerMessage(3, LogLevel.Error, "The injector failed on an AdmissionReview (a defect); the pod was refused", EventName = "AdmissionDefect")]
+    private static partial void LogFailure(ILogger logger, Exception exception);
 
     private void Count(string result, string reason) => metrics.Admissions.WithLabels(result, reason).Inc();
 

@@ -37,6 +37,7 @@ internal static class WebhookHost
         builder.Services.AddSingleton<WebhookMetrics>();
         builder.Services.AddSingleton<AdmissionHandler>();
         builder.Services.AddSingleton<AdmissionEndpoint>();
+        builder.Services.AddHostedService<IdleMemoryTrimmer>();
         AddKubernetes(builder.Services, options);
         AddCertificates(builder.Services, options);
         configureServices?.Invoke(builder.Services);
@@ -85,7 +86,7 @@ internal static class WebhookHost
 
             return context.Request.Path.Value switch
             {
-                "/metrics" => metrics.Registry.CollectAndExportAsTextAsync(context.Response.Body, context.RequestAborted),
+                "/metrics" => WriteMetricsAsync(context, metrics),
                 "/healthz/live" => Text(context, StatusCodes.Status200OK, "ok\n"),
                 "/healthz/ready" => source.Problem is { } problem
                     ? Text(context, StatusCodes.Status503ServiceUnavailable, $"not ready: {problem}\n")
@@ -146,6 +147,13 @@ internal static class WebhookHost
             sp.GetRequiredService<WebhookMetrics>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<FileCertificateSource>>()));
         services.AddSingleton<ICertificateSource>(sp => sp.GetRequiredService<FileCertificateSource>());
         services.AddHostedService(sp => sp.GetRequiredService<FileCertificateSource>());
+    }
+
+    private static Task WriteMetricsAsync(HttpContext context, WebhookMetrics metrics)
+    {
+        // Prometheus 3 refuses a scrape without a Content-Type it knows.
+        context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+        return metrics.Registry.CollectAndExportAsTextAsync(context.Response.Body, context.RequestAborted);
     }
 
     private static Task Text(HttpContext context, int status, string text)

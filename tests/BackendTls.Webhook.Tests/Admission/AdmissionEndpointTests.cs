@@ -146,15 +146,16 @@ public class AdmissionEndpointTests
         var (_, after, _) = await PostAsync(webhook, Review(Corpus.Load("no-volumes.yaml"), uid: "u2").ToJsonString());
 
         Assert.Equal("u1", (string?)body!["response"]!["uid"]);
-        Assert.NotNull(body["response"]!["allowed"]);
+        Assert.False((bool)body["response"]!["allowed"]!);
+        Assert.Contains("spec.containers is a string, not a list", (string?)body["response"]!["status"]!["message"], StringComparison.Ordinal);
         Assert.Equal("u2", (string?)after!["response"]!["uid"]);
+        Assert.True((bool)after["response"]!["allowed"]!);
     }
 
     [Theory]
     [InlineData("{not json", "application/json", HttpStatusCode.BadRequest, "not a JSON AdmissionReview")]
     [InlineData("{\"kind\":\"Pod\",\"apiVersion\":\"v1\"}", "application/json", HttpStatusCode.BadRequest, "expected kind AdmissionReview")]
     [InlineData("{\"kind\":\"AdmissionReview\",\"apiVersion\":\"admission.k8s.io/v1\"}", "application/json", HttpStatusCode.BadRequest, "no request")]
-    [InlineData("{\"kind\":\"AdmissionReview\",\"apiVersion\":\"admission.k8s.io/v1beta1\",\"request\":{\"uid\":\"x\"}}", "application/json", HttpStatusCode.BadRequest, "admission.k8s.io/v1")]
     [InlineData("{}", "text/plain", HttpStatusCode.UnsupportedMediaType, "Content-Type must be application/json")]
     public async Task MalformedInput_400sWithClearMessage(string body, string contentType, HttpStatusCode expected, string message)
     {
@@ -164,6 +165,24 @@ public class AdmissionEndpointTests
 
         Assert.Equal(expected, status);
         Assert.Contains(message, text, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("{\"kind\":\"AdmissionReview\",\"apiVersion\":\"admission.k8s.io/v1beta1\",\"request\":{\"uid\":\"x\"}}", "expected kind AdmissionReview, apiVersion admission.k8s.io/v1")]
+    [InlineData("{\"kind\":\"AdmissionReview\",\"apiVersion\":\"admission.k8s.io/v1\",\"request\":{\"uid\":\"x\",\"kind\":{\"kind\":5}}}", "request.kind.kind is a number, not a string")]
+    [InlineData("{\"kind\":\"AdmissionReview\",\"apiVersion\":\"admission.k8s.io/v1\",\"request\":{\"uid\":\"x\",\"kind\":{\"kind\":\"Pod\"},\"operation\":\"CREATE\",\"object\":{\"metadata\":[]}}}", "metadata is a list, not an object")]
+    [InlineData("{\"kind\":\"AdmissionReview\",\"apiVersion\":\"admission.k8s.io/v1\",\"request\":{\"uid\":\"x\",\"kind\":{\"kind\":\"Pod\"},\"operation\":\"CREATE\",\"object\":{\"metadata\":{\"name\":123}}}}", "metadata.name is a number, not a string")]
+    [InlineData("{\"kind\":\"AdmissionReview\",\"apiVersion\":\"admission.k8s.io/v1\",\"request\":{\"uid\":\"x\",\"kind\":{\"kind\":\"Pod\"},\"operation\":\"CREATE\",\"object\":{\"metadata\":{\"name\":\"a\\ud800b\"}}}}", "request.object.metadata.name is not valid text")]
+    public async Task ReadableUid_AlwaysAnswered200ForThatUid_RefusedNamingTheField(string body, string message)
+    {
+        await using var webhook = await WebhookFixture.StartAsync();
+
+        var (status, json, _) = await PostAsync(webhook, body);
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("x", (string?)json!["response"]!["uid"]);
+        Assert.False((bool)json["response"]!["allowed"]!);
+        Assert.Contains(message, (string?)json["response"]!["status"]!["message"], StringComparison.Ordinal);
     }
 
     [Fact]
