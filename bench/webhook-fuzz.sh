@@ -26,6 +26,6 @@ sleep 2 # idle RSS after start-up settles
 status=0
 dotnet "$work/fuzz/WebhookFuzz.dll" "$pid" "$port" tests/BackendTls.Webhook.Tests/Corpus "$count" "$concurrency" "$settle" "$work/tls.crt" || status=$?
 echo "webhook memory as it reports it (managed heap vs process):"
-curl -s "http://127.0.0.1:$metrics/metrics" | grep -E '^(dotnet_total_memory_bytes|process_resident_memory_bytes|process_working_set_bytes|dotnet_collection_count_total)' | sed 's/^/  /'
+curl -s "http://127.0.0.1:$metrics/metrics" | grep -E '^(dotnet_total_memory_bytes|process_working_set_bytes|dotnet_collection_count_total)' | sed 's/^/  /'
 grep -E '^(Rss|Anonymous|Private_Dirty)' "/proc/$pid/smaps_rollup" | sed 's/^/  /'
 exit $status

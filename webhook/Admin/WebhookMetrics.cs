@@ -8,7 +8,7 @@ internal sealed class WebhookMetrics
     public WebhookMetrics()
     {
         Registry = Metrics.NewCustomRegistry();
-        // process_resident_memory_bytes, dotnet_total_memory_bytes, GC counts: what a memory alert needs.
+        // process_working_set_bytes, dotnet_total_memory_bytes, GC counts: what a memory alert needs.
         DotNetStats.Register(Registry);
         var factory = Metrics.WithCustomRegistry(Registry);
         Admissions = factory.CreateCounter("backendtls_webhook_admissions_total",

@@ -231,6 +231,19 @@ public class AdmissionEndpointTests
     }
 
     [Fact]
+    public async Task Metrics_HaveThePrometheusTextContentType()
+    {
+        await using var webhook = await WebhookFixture.StartAsync();
+        using var client = new HttpClient();
+
+        using var response = await client.GetAsync($"http://127.0.0.1:{webhook.MetricsPort}/metrics");
+
+        // Prometheus 3 refuses a scrape without a Content-Type it knows.
+        Assert.Equal("text/plain; version=0.0.4; charset=utf-8", response.Content.Headers.ContentType?.ToString());
+        Assert.Contains("process_working_set_bytes", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Readiness_ReflectsTheCertificate()
     {
         await using var webhook = await WebhookFixture.StartAsync();
