@@ -29,8 +29,8 @@ internal static class Http1Lane
         var retryable = request.Framing == BodyFraming.None && HttpMethodNames.IsIdempotent(request.Method);
         for (var attempt = 0; ; attempt++)
         {
-            // (1)
-            var upstream = target.Pool.Rent(endpoint);
+            // (1) A retry never takes a pooled connection: the one that failed was pooled, and so are its siblings.
+            var upstream = attempt == 0 ? target.Pool.Rent(endpoint) : null;
             var reused = upstream is not null;
             if (upstream is null)
             {

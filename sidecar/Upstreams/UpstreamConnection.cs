@@ -41,20 +41,15 @@ internal sealed class UpstreamConnection : IDisposable
     public bool IsDisposed => Volatile.Read(ref _disposed) == 1;
 
     /// <summary>
-    /// False when the backend closed (or wrote to) the connection while it sat in the pool. Checked only
-    /// after a second of idleness: a backend closes idle connections on its keep-alive timeout, and the poll
-    /// costs a system call that a busy pool should not pay on every request.
+    /// False when the backend closed (or wrote to) the connection while it sat in the pool: a keep-alive
+    /// timeout, or a graceful reload, which closes every idle connection at once. One poll(2) per reuse; the
+    /// alternative is a request sent into a closed connection, which only an idempotent request survives.
     /// </summary>
     public bool LooksUsable()
     {
         if (Input.Available > 0)
         {
             return false; // bytes nobody asked for: the stream is out of step
-        }
-
-        if (Stopwatch.GetElapsedTime(IdleSince) < TimeSpan.FromSeconds(1))
-        {
-            return true;
         }
 
         try

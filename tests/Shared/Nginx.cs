@@ -16,7 +16,10 @@ internal sealed class Nginx : IAsyncDisposable
     public static bool Available => ExternalProcess.OnPath("nginx");
 
     /// <summary>Starts nginx with the given http{} body and waits for <paramref name="port"/>.</summary>
-    public static async Task<Nginx> StartAsync(string httpBlock, int port)
+    /// <param name="httpBlock">The http{} body.</param>
+    /// <param name="port">A port it listens on.</param>
+    /// <param name="master">Run a master process, so <see cref="ReloadAsync"/> can reload it gracefully.</param>
+    public static async Task<Nginx> StartAsync(string httpBlock, int port, bool master = false)
     {
         var prefix = Directory.CreateTempSubdirectory("nginx-test-").FullName;
         var config = $$"""
@@ -36,7 +39,7 @@ internal sealed class Nginx : IAsyncDisposable
             """;
         File.WriteAllText(Path.Combine(prefix, "nginx.conf"), config);
         var process = ExternalProcess.Start(ExternalProcess.Which("nginx"),
-            ["-p", prefix, "-c", Path.Combine(prefix, "nginx.conf"), "-g", "daemon off; master_process off;"]);
+            ["-p", prefix, "-c", Path.Combine(prefix, "nginx.conf"), "-g", master ? "daemon off;" : "daemon off; master_process off;"]);
         var nginx = new Nginx(process, prefix);
         try
         {
@@ -50,6 +53,16 @@ internal sealed class Nginx : IAsyncDisposable
         }
 
         return nginx;
+    }
+
+    /// <summary>A graceful reload (nginx -s reload): new workers take new connections, old ones finish theirs.</summary>
+    public async Task ReloadAsync()
+    {
+        var (code, output) = await ExternalProcess.RunAsync(ExternalProcess.Which("nginx"), ["-p", Prefix, "-c", Path.Combine(Prefix, "nginx.conf"), "-s", "reload"]);
+        if (code != 0)
+        {
+            throw new InvalidOperationException($"nginx -s reload failed: {output}");
+        }
     }
 
     public async ValueTask DisposeAsync()

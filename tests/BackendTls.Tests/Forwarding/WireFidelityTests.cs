@@ -65,6 +65,33 @@ public sealed class WireFidelityTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ExplicitMode_ForwardsNowhereAPolicyDoesNotName()
+    {
+        using var canary = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        canary.Start();
+        var port = ((System.Net.IPEndPoint)canary.LocalEndpoint).Port;
+        string[] requests =
+        [
+            $"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n",
+            $"GET http://127.0.0.1:{port}/ HTTP/1.1\r\nHost: {Hostname}\r\n\r\n",
+            $"GET / HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n",
+            $"GET / HTTP/1.1\r\nHost: other.default.svc.cluster.local:{port}\r\n\r\n",
+            $"GET / HTTP/1.1\r\nHost: [::1]:{port}\r\n\r\n",
+            $"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n",
+            $"GET https://evil.example/ HTTP/1.1\r\nHost: {Hostname}\r\n\r\n",
+        ];
+
+        foreach (var request in requests)
+        {
+            var response = await SendAsync(request);
+            Assert.True(response.Status is 404 or 405, $"{request.Split('\r')[0]}: {response.Status}");
+        }
+
+        Assert.False(canary.Pending(), "something connected to the canary");
+        Assert.Empty(_backend.Requests);
+    }
+
+    [Fact]
     public async Task OptionsAsterisk_IsKept()
     {
         var response = await SendAsync($"OPTIONS * HTTP/1.1\r\nHost: {Hostname}\r\n\r\n");
