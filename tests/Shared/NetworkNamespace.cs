@@ -1,0 +1,115 @@
+using System.Diagnostics;
+
+namespace BackendTls.Tests.Shared;
+
+/// <summary>
+/// A network namespace of a test's own (ip netns), with loopback up: fixed ports inside cannot collide with
+/// other tests, and nothing outside is reachable. Disposing kills every process still in it and deletes it,
+/// whatever happened in the test.
+/// </summary>
+internal sealed class NetworkNamespace : IAsyncDisposable
+{
+    private static int _counter;
+
+    private NetworkNamespace(string name) => Name = name;
+
+    public string Name { get; }
+
+    public static bool Available => Environment.UserName == "root" && ExternalProcess.OnPath("ip");
+
+    public static async Task<NetworkNamespace> CreateAsync(string prefix)
+    {
+        var name = $"btls-{prefix}-{Environment.ProcessId}-{Interlocked.Increment(ref _counter)}";
+        await Ip("netns", "add", name);
+        var ns = new NetworkNamespace(name);
+        try
+        {
+            await Ip("-n", name, "link", "set", "lo", "up");
+        }
+        catch
+        {
+            await ns.DisposeAsync();
+            throw;
+        }
+
+        return ns;
+    }
+
+    /// <summary>Runs ip with the arguments; throws with its output when it fails.</summary>
+    public static async Task Ip(params string[] arguments)
+    {
+        var (code, output) = await ExternalProcess.RunAsync(ExternalProcess.Which("ip"), arguments);
+        if (code != 0)
+        {
+            throw new InvalidOperationException($"ip {string.Join(' ', arguments)}: {output}");
+        }
+    }
+
+    /// <summary>Runs a command in the namespace to its end; background processes it left are killed before its output is read.</summary>
+    public async Task<(int ExitCode, string Output)> RunAsync(IReadOnlyList<string> command, string workingDirectory, TimeSpan timeout)
+    {
+        var info = new ProcessStartInfo(ExternalProcess.Which("ip")) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = workingDirectory };
+        foreach (var argument in (string[])["netns", "exec", Name, .. command])
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        using var process = Process.Start(info)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        var exited = true;
+        using (var deadline = new CancellationTokenSource(timeout))
+        {
+            try
+            {
+                await process.WaitForExitAsync(deadline.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                exited = false;
+                process.Kill(entireProcessTree: true);
+            }
+        }
+
+        await KillAllAsync(); // jobs the command left in the background hold its output open
+        var output = await stdout.WaitAsync(TimeSpan.FromSeconds(10)) + await stderr.WaitAsync(TimeSpan.FromSeconds(10));
+        return (exited ? process.ExitCode : -1, exited ? output : $"timed out after {timeout}:\n{output}");
+    }
+
+    /// <summary>Starts a long-running process in the namespace.</summary>
+    public ExternalProcess Start(IReadOnlyList<string> command, IReadOnlyDictionary<string, string>? environment = null) =>
+        ExternalProcess.Start(ExternalProcess.Which("ip"), ["netns", "exec", Name, .. command], environment);
+
+    private async Task KillAllAsync()
+    {
+        for (var round = 0; round < 20; round++)
+        {
+            var (_, pids) = await ExternalProcess.RunAsync(ExternalProcess.Which("ip"), ["netns", "pids", Name]);
+            var alive = pids.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToList();
+            if (alive.Count == 0)
+            {
+                return;
+            }
+
+            foreach (var pid in alive)
+            {
+                try
+                {
+                    Process.GetProcessById(pid).Kill(entireProcessTree: true);
+                }
+                catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
+                {
+                    // Already gone.
+                }
+            }
+
+            await Task.Delay(50);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await KillAllAsync();
+        await ExternalProcess.RunAsync(ExternalProcess.Which("ip"), ["netns", "del", Name]);
+    }
+}
