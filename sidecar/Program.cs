@@ -9,6 +9,7 @@ const string Commands = """
     backendtls-sidecar render ...      turn BackendTLSPolicy manifests into a config directory
     backendtls-sidecar demo            run a self-contained demo on loopback (no cluster needed)
     backendtls-sidecar wait ...        exit 0 once the sidecar is ready (postStart hook)
+    backendtls-sidecar capture-init    install the transparent-capture rules (init container, NET_ADMIN)
     backendtls-sidecar COMMAND --help  the flags of a command
     """;
 
@@ -55,6 +56,8 @@ switch (command)
         return await DemoCommand.RunAsync(rest, Console.Out, Console.Error);
     case "wait":
         return await WaitCommand.RunAsync(rest, Console.Out, Console.Error);
+    case "capture-init":
+        return await CaptureInitCommand.RunAsync(rest, Console.Out, Console.Error);
     case "help":
         Console.WriteLine(Commands);
         return 0;

@@ -87,6 +87,10 @@ public sealed class KubeObject
     public static string? AsString(JsonNode? node) =>
         node is JsonValue value && value.TryGetValue<string>(out var s) ? s : node?.ToJsonString();
 
+    /// <summary>A number written as a number or a string (YAML read untyped gives strings); null otherwise.</summary>
+    public static int? AsInt(JsonNode? node) =>
+        int.TryParse(AsString(node), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var value) ? value : null;
+
     private static JsonNode? Navigate(JsonNode? node, string path)
     {
         foreach (var part in path.Split('.'))

@@ -24,17 +24,22 @@ public static class PolicyRenderer
     public const string CaKey = "ca.crt";
     private static readonly string[] SupportedVersions = ["v1", "v1alpha3"];
 
-    public static RenderResult Render(IEnumerable<KubeObject> objects)
+    /// <param name="objects">Policies, Services, EndpointSlices and the CA holders they reference.</param>
+    /// <param name="destinations">Which Services go into destinations.json (transparent capture's index).</param>
+    public static RenderResult Render(IEnumerable<KubeObject> objects, DestinationScope destinations = DestinationScope.AllServices)
     {
+        var all = objects.ToList();
         var policies = new List<KubeObject>();
         var services = new Dictionary<(string, string), KubeObject>();
         var configMaps = new Dictionary<(string, string), KubeObject>();
         var secrets = new Dictionary<(string, string), KubeObject>();
         var notes = new List<string>();
-        foreach (var obj in objects)
+        foreach (var obj in all)
         {
             switch (obj.Kind)
             {
+                case "EndpointSlice" when obj.Group == "discovery.k8s.io":
+                    break; // read by the destination index
                 case "BackendTLSPolicy" when obj.Group == PolicyGroup:
                     policies.Add(obj);
                     break;
@@ -55,11 +60,24 @@ public static class PolicyRenderer
 
         var context = new Inputs(services, configMaps, secrets);
         var candidates = policies.Select(p => Evaluate(p, context)).ToList();
-        return Assemble(candidates, notes);
+        var result = Assemble(candidates, notes);
+        if (destinations == DestinationScope.None)
+        {
+            return result;
+        }
+
+        var targeted = result.Config.Targets!.Select(t => (t.Service!.Namespace, t.Service.Name)).ToHashSet();
+        var index = Destinations.DestinationIndex.Build(all.Where(o => destinations == DestinationScope.AllServices
+            || targeted.Contains((o.Namespace, o.Kind == "EndpointSlice" ? KubeObject.AsString(o["metadata.labels"]?["kubernetes.io/service-name"]) : o.Name))));
+        var files = new SortedDictionary<string, string>(result.Files.ToDictionary(), StringComparer.Ordinal)
+        {
+            [Destinations.DestinationIndex.FileName] = JsonSerializer.Serialize(index, Destinations.DestinationIndexJsonContext.Default.DestinationIndex),
+        };
+        return result with { Files = files };
     }
 
     /// <summary>Convenience for callers holding YAML texts: (name, content) pairs.</summary>
-    public static RenderResult RenderYaml(IEnumerable<(string Name, string Content)> inputs)
+    public static RenderResult RenderYaml(IEnumerable<(string Name, string Content)> inputs, DestinationScope destinations = DestinationScope.AllServices)
     {
         var objects = new List<KubeObject>();
         foreach (var (name, content) in inputs)
@@ -77,7 +95,7 @@ public static class PolicyRenderer
             objects.AddRange(KubeObject.FromDocuments(documents, name));
         }
 
-        return Render(objects);
+        return Render(objects, destinations);
     }
 
     private sealed record Inputs(

@@ -36,3 +36,16 @@ public sealed record RenderResult(
     IReadOnlyDictionary<string, string> Files,
     IReadOnlyList<PolicyResult> Policies,
     IReadOnlyList<string> Notes);
+
+/// <summary>Which Services render puts into the destination index (destinations.json).</summary>
+public enum DestinationScope
+{
+    /// <summary>Every Service in the input (the render command: the offline flow's whole index).</summary>
+    AllServices,
+
+    /// <summary>Only the Services policies target (the controller's ConfigMaps: a bootstrap the live index completes).</summary>
+    PolicyTargets,
+
+    /// <summary>No index file.</summary>
+    None,
+}

@@ -42,8 +42,16 @@ internal sealed class ConfigStore : BackgroundService, IProxySnapshotSource
     private string? _lastStamp;
     private string? _lastErrorText;
 
-    public ConfigStore(ConfigSettings settings, SidecarMetrics metrics, ILoggerFactory loggers, TimeProvider time)
+    private readonly Action<string>? _alsoLoad;
+
+    /// <param name="settings">Where and how often.</param>
+    /// <param name="metrics">Reload metrics.</param>
+    /// <param name="loggers">Loggers.</param>
+    /// <param name="time">The clock.</param>
+    /// <param name="alsoLoad">Called with each snapshot folder on every reload (the destination index lives in the same directory).</param>
+    public ConfigStore(ConfigSettings settings, SidecarMetrics metrics, ILoggerFactory loggers, TimeProvider time, Action<string>? alsoLoad = null)
     {
+        _alsoLoad = alsoLoad;
         _settings = settings;
         _metrics = metrics;
         _time = time;
@@ -89,6 +97,18 @@ internal sealed class ConfigStore : BackgroundService, IProxySnapshotSource
 
     private void Reload()
     {
+        if (_alsoLoad is not null)
+        {
+            try
+            {
+                _alsoLoad(_directory.ResolveSnapshotFolder());
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                Log.WatcherError(_logger, $"cannot read {_directory.Path} ({e.GetType().Name})");
+            }
+        }
+
         var outcome = _loader.Load(_directory);
         if (outcome.Config is not { } config)
         {

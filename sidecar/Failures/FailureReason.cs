@@ -39,6 +39,10 @@ internal static class FailureReason
     public const string MethodNotAllowed = "method_not_allowed";
     public const string UpgradeNotSupported = "upgrade_not_supported";
 
+    // Transparent capture
+    public const string UnknownDestination = "unknown_destination";
+    public const string AmbiguousDestination = "ambiguous_destination";
+
     // Policy
     public const string InvalidPolicy = "invalid_ca_ref";
     public const string NoPolicy = "no_policy";

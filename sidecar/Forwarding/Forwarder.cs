@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using BackendTls.Sidecar.Failures;
 using BackendTls.Sidecar.Http1;
+using BackendTls.Sidecar.Routing;
 using BackendTls.Sidecar.Telemetry;
 using BackendTls.Sidecar.Upstreams;
 
@@ -52,16 +53,14 @@ internal sealed class Forwarder(ProxyContext context)
         UpstreamTarget? target = null;
         for (var attempt = 0; target is null && attempt < 3; attempt++)
         {
-            var route = (context.Snapshots.Current ?? snapshot).Router.Resolve(request.Host ?? string.Empty, client.LocalPort);
-            if (route.Target is null)
+            var (chosen, refusal) = Resolve(client, context.Snapshots.Current ?? snapshot);
+            if (chosen is null)
             {
-                Log.NoTarget(context.Logger, request.Host ?? "(no host)", System.Text.Encoding.ASCII.GetString(request.Target));
-                return await RefuseAsync(client, started, context.UnknownTarget, SidecarMetrics.UnknownTarget,
-                    new ProxyFailure(404, FailureReason.NoPolicy, route.Problem!));
+                return await RefuseAsync(client, started, context.UnknownTarget, SidecarMetrics.UnknownTarget, refusal!);
             }
 
             // A reload may retire the target between lookup and acquire; then look again.
-            target = route.Target.TryAcquire() ? route.Target : null;
+            target = chosen.TryAcquire() ? chosen : null;
         }
 
         if (target is null)
@@ -87,23 +86,78 @@ internal sealed class Forwarder(ProxyContext context)
         }
     }
 
+    /// <summary>
+    /// The request's target: by Host (or arrival port) for the explicit listener; by the original destination
+    /// for a captured connection, where the Host only chooses between Services that share an endpoint.
+    /// </summary>
+    private (UpstreamTarget? Target, ProxyFailure? Refusal) Resolve(ProxyConnection client, Configuration.ProxySnapshot snapshot)
+    {
+        var request = client.Request;
+        if (client.Role != ListenerRole.Capture)
+        {
+            var route = snapshot.Router.Resolve(request.Host ?? string.Empty, client.LocalPort);
+            if (route.Target is null)
+            {
+                Log.NoTarget(context.Logger, request.Host ?? "(no host)", System.Text.Encoding.ASCII.GetString(request.Target));
+                return (null, new ProxyFailure(404, FailureReason.NoPolicy, route.Problem!));
+            }
+
+            return (route.Target, null);
+        }
+
+        var destination = client.OriginalDestination!;
+        var captured = CaptureEntry.Route(context, destination);
+        switch (captured.Kind)
+        {
+            case DestinationKind.Target:
+                return (captured.Target, null);
+            case DestinationKind.Ambiguous:
+                return snapshot.Router.ChooseByHost(request.Host ?? string.Empty, captured.Candidates) is { } chosen
+                    ? (chosen, null)
+                    : (null, new ProxyFailure(502, FailureReason.AmbiguousDestination,
+                        $"{destination} is an endpoint of {string.Join(" and ", captured.Candidates.Select(c => c.Id))}, which have different policies, " +
+                        $"and the Host \"{request.Host}\" names none of them; send a Host that names one (its Service name or policy hostname)"));
+            case DestinationKind.Passthrough:
+                // The destination's policy went away while this connection was open: it is plain now, so reconnect.
+                return (null, new ProxyFailure(503, FailureReason.NotReady,
+                    $"{destination} ({captured.Service.Id}) has no BackendTLSPolicy any more; reconnect and it is passed through as it is"));
+            default:
+                return (null, new ProxyFailure(502, FailureReason.UnknownDestination,
+                    $"{destination} is no ClusterIP or endpoint of any Service the sidecar knows (the destination index); " +
+                    "if it is new, the index had not learned of it within --unknown-hold; with --unknown-destination passthrough such connections are passed through unverified"));
+        }
+    }
+
     private async ValueTask<bool> ExchangeAsync(ProxyConnection client, UpstreamTarget target, long started)
     {
+        // Captured: TLS to exactly where the gateway was connecting (its load balancing stays in charge).
+        System.Net.EndPoint endpoint = client.OriginalDestination ?? (System.Net.EndPoint)target.AddressEndPoint;
         try
         {
             // (3) Lane.
             var outcome = UseHttp2(target, client.Request)
-                ? await Http2Lane.ForwardAsync(client, target)
-                : await Http1Lane.ForwardAsync(client, target, target.AddressEndPoint);
+                ? await Http2Lane.ForwardAsync(client, target, client.OriginalDestination)
+                : await Http1Lane.ForwardAsync(client, target, endpoint);
             if (outcome.IsSwitch)
             {
                 outcome = UseHttp2(target, client.Request)
-                    ? await Http2Lane.ForwardAsync(client, target)
-                    : await Http1Lane.ForwardAsync(client, target, target.AddressEndPoint);
+                    ? await Http2Lane.ForwardAsync(client, target, client.OriginalDestination)
+                    : await Http1Lane.ForwardAsync(client, target, endpoint);
             }
 
             target.Requests.Record(outcome.Status, Stopwatch.GetElapsedTime(started));
             return outcome.KeepAlive && !client.IsCancelled;
+        }
+        catch (ProxyFailureException e) when (client.Role == ListenerRole.Capture && e.Failure.Reason is FailureReason.ConnectionRefused
+                                                  or FailureReason.ConnectTimeout or FailureReason.ConnectionFailed)
+        {
+            // With REDIRECT every connect "succeeds"; a 502 would hide a dead endpoint from the gateway's own
+            // next-upstream retries. A reset before any response byte looks like the failed connect it was.
+            Log.CaptureReset(context.Logger, endpoint.ToString() ?? "?", target.Id, e.Failure.Reason, e.Failure.Detail);
+            context.Metrics.CapturedConnections.WithLabels("reset", target.Id).Inc();
+            target.Requests.Record(502, Stopwatch.GetElapsedTime(started));
+            client.Reset();
+            return false;
         }
         catch (ProxyFailureException e)
         {

@@ -19,10 +19,13 @@ internal static class Http2Lane
 {
     private static readonly UriCreationOptions RawTarget = new() { DangerousDisablePathAndQueryCanonicalization = true };
 
-    public static async ValueTask<ExchangeOutcome> ForwardAsync(ProxyConnection client, UpstreamTarget target)
+    /// <param name="client">The gateway's connection.</param>
+    /// <param name="target">The target.</param>
+    /// <param name="destination">A captured connection's original destination; null: the target's Service address.</param>
+    public static async ValueTask<ExchangeOutcome> ForwardAsync(ProxyConnection client, UpstreamTarget target, IPEndPoint? destination)
     {
         var request = client.Request;
-        using var message = CreateRequest(client, target);
+        using var message = CreateRequest(client, target, destination);
         var content = message.Content as RequestBodyContent;
         HttpResponseMessage response;
         try
@@ -54,10 +57,14 @@ internal static class Http2Lane
         }
     }
 
-    private static HttpRequestMessage CreateRequest(ProxyConnection client, UpstreamTarget target)
+    private static HttpRequestMessage CreateRequest(ProxyConnection client, UpstreamTarget target, IPEndPoint? destination)
     {
         var request = client.Request;
-        var message = new HttpRequestMessage(HttpMethod.Parse(request.Method), new Uri(target.Http2BaseUri + Encoding.ASCII.GetString(request.ForwardedTarget), RawTarget))
+        // The URI's authority keys the handler's pool and is where it connects: the policy hostname (then the
+        // connector dials the Service), or a captured connection's original destination. The SNI is always
+        // the policy hostname (the handler's TargetHost), the :authority the gateway's Host.
+        var baseUri = destination is null ? target.Http2BaseUri : $"https://{(destination.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{destination.Address}]" : destination.Address.ToString())}:{destination.Port}";
+        var message = new HttpRequestMessage(HttpMethod.Parse(request.Method), new Uri(baseUri + Encoding.ASCII.GetString(request.ForwardedTarget), RawTarget))
         {
             Version = HttpVersion.Version20,
             VersionPolicy = HttpVersionPolicy.RequestVersionExact,

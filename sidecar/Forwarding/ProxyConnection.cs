@@ -68,6 +68,11 @@ internal sealed class ProxyConnection : IHeartbeatTarget, IDisposable
 
     public ListenerRole Role { get; }
 
+    public Socket Socket => _socket;
+
+    /// <summary>Capture: where the gateway was connecting to (SO_ORIGINAL_DST).</summary>
+    public IPEndPoint? OriginalDestination { get; set; }
+
     public NetworkStream Stream { get; }
 
     public InputBuffer Input { get; }
@@ -109,7 +114,10 @@ internal sealed class ProxyConnection : IHeartbeatTarget, IDisposable
         _context.Heartbeat.Register(this);
         try
         {
-            await ServeAsync();
+            if (Role != ListenerRole.Capture || await CaptureEntry.AcceptAsync(this))
+            {
+                await ServeAsync();
+            }
         }
         catch (Exception e) when (e is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
         {
@@ -261,6 +269,13 @@ internal sealed class ProxyConnection : IHeartbeatTarget, IDisposable
 
     /// <summary>The drain timeout passed: cut whatever is still running.</summary>
     public void Abort() => Expire(TimeoutKind.Shutdown);
+
+    /// <summary>Closes with RST: to the gateway, a connection that failed, so its own retry logic runs.</summary>
+    public void Reset()
+    {
+        Expire(TimeoutKind.None);
+        BackendTls.Sidecar.Capture.Tunnel.Reset(_socket);
+    }
 
     private void Expire(TimeoutKind kind)
     {

@@ -1,4 +1,5 @@
 using BackendTls.Sidecar.Configuration;
+using BackendTls.Sidecar.Destinations;
 using BackendTls.Sidecar.Telemetry;
 
 namespace BackendTls.Sidecar.Forwarding;
@@ -11,7 +12,13 @@ internal enum ListenerRole
 
     /// <summary>A target's own <c>listenPort</c>: everything arriving there goes to that target.</summary>
     Dedicated,
+
+    /// <summary>127.0.0.1/[::1]:15002: connections redirected by the capture rules; the original destination decides.</summary>
+    Capture,
 }
+
+/// <summary>How the capture listener treats what the destination index does not know.</summary>
+internal sealed record CaptureSettings(bool UnknownPassthrough, TimeSpan UnknownHold, TimeSpan ConnectTimeout);
 
 /// <summary>The timeouts of the data path, from the command line.</summary>
 internal sealed record ProxySettings(
@@ -23,12 +30,18 @@ internal sealed record ProxySettings(
 /// <summary>What every connection of the proxy shares.</summary>
 internal sealed class ProxyContext(
     ProxySettings settings,
+    CaptureSettings capture,
     IProxySnapshotSource snapshots,
+    IDestinationSource destinations,
     SidecarMetrics metrics,
     Heartbeat heartbeat,
     ILogger logger)
 {
     public ProxySettings Settings { get; } = settings;
+
+    public CaptureSettings Capture { get; } = capture;
+
+    public IDestinationSource Destinations { get; } = destinations;
 
     public IProxySnapshotSource Snapshots { get; } = snapshots;
 

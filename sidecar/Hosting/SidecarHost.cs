@@ -2,6 +2,7 @@ using BackendTls.Policy.Cli;
 using System.Net;
 using BackendTls.Sidecar.Admin;
 using BackendTls.Sidecar.Configuration;
+using BackendTls.Sidecar.Destinations;
 using BackendTls.Sidecar.Forwarding;
 using BackendTls.Sidecar.Listeners;
 using BackendTls.Sidecar.Telemetry;
@@ -35,7 +36,10 @@ internal static class SidecarHost
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<SidecarMetrics>();
         builder.Services.AddSingleton(new ConfigSettings(options.ConfigDir, options.ClusterDomain, options.ReloadPollInterval, upstream));
-        builder.Services.AddSingleton<ConfigStore>();
+        builder.Services.AddSingleton<DestinationStore>();
+        builder.Services.AddSingleton<IDestinationSource>(sp => sp.GetRequiredService<DestinationStore>());
+        builder.Services.AddSingleton(sp => new ConfigStore(sp.GetRequiredService<ConfigSettings>(), sp.GetRequiredService<SidecarMetrics>(),
+            sp.GetRequiredService<ILoggerFactory>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<DestinationStore>().LoadFrom));
         builder.Services.AddSingleton<IProxySnapshotSource>(sp => sp.GetRequiredService<ConfigStore>());
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ConfigStore>());
         builder.Services.AddSingleton<Heartbeat>();
@@ -43,14 +47,16 @@ internal static class SidecarHost
         {
             var context = new ProxyContext(
                 new ProxySettings(options.IdleTimeout, options.RequestHeadersTimeout, options.ResponseTimeout, options.BodyIdleTimeout),
+                new CaptureSettings(options.UnknownDestination == "passthrough", options.UnknownHold, options.ConnectTimeout),
                 sp.GetRequiredService<IProxySnapshotSource>(),
+                sp.GetRequiredService<IDestinationSource>(),
                 sp.GetRequiredService<SidecarMetrics>(),
                 sp.GetRequiredService<Heartbeat>(),
                 sp.GetRequiredService<ILoggerFactory>().CreateLogger("BackendTls.Sidecar.Proxy"));
             context.Forwarder = new Forwarder(context);
             return context;
         });
-        builder.Services.AddSingleton(sp => new ProxyListeners(options.Listen, sp.GetRequiredService<ConfigStore>(),
+        builder.Services.AddSingleton(sp => new ProxyListeners(options.Listen, options.CapturePort, sp.GetRequiredService<ConfigStore>(),
             sp.GetRequiredService<ProxyContext>(), sp.GetRequiredService<ILoggerFactory>()));
         builder.Services.AddSingleton<IListenerStatus>(sp => sp.GetRequiredService<ProxyListeners>());
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ProxyListeners>());

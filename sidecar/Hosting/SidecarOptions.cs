@@ -48,6 +48,15 @@ internal sealed record SidecarOptions
     /// <summary>Polling interval for config changes, in addition to file system events.</summary>
     public TimeSpan ReloadPollInterval { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>Transparent capture: the port the capture rules redirect to, on 127.0.0.1 and [::1]; 0 turns it off.</summary>
+    public int CapturePort { get; init; }
+
+    /// <summary>What a captured connection to a destination the index does not know gets: deny, or passthrough (fail-open).</summary>
+    public string UnknownDestination { get; init; } = "deny";
+
+    /// <summary>How long a connection to an unknown destination waits for the index to learn of it.</summary>
+    public TimeSpan UnknownHold { get; init; } = TimeSpan.FromSeconds(2);
+
     public string LogFormat { get; init; } = "text";
 
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
@@ -76,6 +85,9 @@ internal sealed record SidecarOptions
             IdleTimeout = Set.Add("idle-timeout", d.IdleTimeout, FlagValues.Seconds(), "keep-alive of gateway connections", "SECONDS");
             UpstreamIdleTimeout = Set.Add("upstream-idle-timeout", d.UpstreamIdleTimeout, FlagValues.Seconds(), "idle time of pooled backend connections", "SECONDS");
             DrainTimeout = Set.Add("drain-timeout", d.DrainTimeout, FlagValues.Seconds(allowZero: true), "on SIGTERM, finish in-flight requests within", "SECONDS");
+            CapturePort = Set.Add("capture-port", d.CapturePort, FlagValues.WholeNumber(0, 65535), "transparent capture listener on 127.0.0.1 and [::1] (0: off)", "PORT");
+            UnknownDestination = Set.Add("unknown-destination", d.UnknownDestination, FlagValues.OneOf("deny", "passthrough"), "captured connections the index does not know", "deny|passthrough");
+            UnknownHold = Set.Add("unknown-hold", d.UnknownHold, FlagValues.Seconds(allowZero: true, max: 60), "wait this long for the index to learn an unknown destination", "SECONDS");
             LogFormat = Set.Add("log-format", d.LogFormat, FlagValues.OneOf("text", "json"), "json in containers", "text|json");
             LogLevel = Set.Add("log-level", d.LogLevel, ParseLevel, "Trace, Debug, Information, Warning, Error or Critical", "LEVEL");
         }
@@ -107,6 +119,12 @@ internal sealed record SidecarOptions
         public Flag<TimeSpan> UpstreamIdleTimeout { get; }
 
         public Flag<TimeSpan> DrainTimeout { get; }
+
+        public Flag<int> CapturePort { get; }
+
+        public Flag<string> UnknownDestination { get; }
+
+        public Flag<TimeSpan> UnknownHold { get; }
 
         public Flag<string> LogFormat { get; }
 
@@ -141,6 +159,9 @@ internal sealed record SidecarOptions
             IdleTimeout = flags.IdleTimeout.Value,
             UpstreamIdleTimeout = flags.UpstreamIdleTimeout.Value,
             DrainTimeout = flags.DrainTimeout.Value,
+            CapturePort = flags.CapturePort.Value,
+            UnknownDestination = flags.UnknownDestination.Value,
+            UnknownHold = flags.UnknownHold.Value,
             LogFormat = flags.LogFormat.Value,
             LogLevel = flags.LogLevel.Value,
         };
@@ -154,6 +175,11 @@ internal sealed record SidecarOptions
         if (Listen.Port == Admin.Port && Listen.Port != 0)
         {
             yield return $"--listen and --admin both use port {Listen.Port}; give the admin listener its own port";
+        }
+
+        if (CapturePort != 0 && (CapturePort == Listen.Port || CapturePort == Admin.Port))
+        {
+            yield return $"--capture-port {CapturePort} is also --listen or --admin; give the capture listener its own port";
         }
 
         if (string.IsNullOrWhiteSpace(ConfigDir))

@@ -27,6 +27,8 @@ internal interface IListenerStatus
 internal sealed class ProxyListeners : IHostedService, IListenerStatus, IDisposable
 {
     private readonly IPEndPoint _explicit;
+    private readonly int _capturePort;
+    private readonly List<Socket> _capture = [];
     private readonly ConfigStore _config;
     private readonly ProxyContext _context;
     private readonly ILogger _logger;
@@ -38,9 +40,10 @@ internal sealed class ProxyListeners : IHostedService, IListenerStatus, IDisposa
     private Socket? _explicitSocket;
     private volatile bool _draining;
 
-    public ProxyListeners(IPEndPoint explicitListener, ConfigStore config, ProxyContext context, ILoggerFactory loggers)
+    public ProxyListeners(IPEndPoint explicitListener, int capturePort, ConfigStore config, ProxyContext context, ILoggerFactory loggers)
     {
         _explicit = explicitListener;
+        _capturePort = capturePort;
         _config = config;
         _context = context;
         _logger = loggers.CreateLogger("BackendTls.Sidecar");
@@ -48,7 +51,8 @@ internal sealed class ProxyListeners : IHostedService, IListenerStatus, IDisposa
     }
 
     public IReadOnlyCollection<string> Bound =>
-        [.. new[] { _explicitSocket?.LocalEndPoint?.ToString() }.Concat(_dedicated.Values.Select(s => s.LocalEndPoint?.ToString())).OfType<string>()];
+        [.. new[] { _explicitSocket?.LocalEndPoint?.ToString() }.Concat(_capture.Select(s => s.LocalEndPoint?.ToString()))
+            .Concat(_dedicated.Values.Select(s => s.LocalEndPoint?.ToString())).OfType<string>()];
 
     public IReadOnlyDictionary<int, string> Problems => _problems;
 
@@ -61,6 +65,22 @@ internal sealed class ProxyListeners : IHostedService, IListenerStatus, IDisposa
         _config.ReloadIfChanged();
         _explicitSocket = Bind(_explicit, "--listen");
         Accept(_explicitSocket, ListenerRole.Explicit);
+        if (_capturePort != 0)
+        {
+            // IPv4 and IPv6 loopback: the capture rules REDIRECT each family to its own loopback.
+            _capture.Add(Bind(new IPEndPoint(IPAddress.Loopback, _capturePort), "--capture-port"));
+            try
+            {
+                _capture.Add(Bind(new IPEndPoint(IPAddress.IPv6Loopback, _capturePort), "--capture-port"));
+            }
+            catch (IOException e)
+            {
+                Log.CaptureIpv6Unavailable(_logger, e.Message);
+            }
+
+            _capture.ForEach(socket => Accept(socket, ListenerRole.Capture));
+            Log.CaptureListening(_logger, string.Join(", ", _capture.Select(s => s.LocalEndPoint)));
+        }
         BindDedicatedPorts(_config.Current);
         _config.Changed += BindDedicatedPorts;
         return Task.CompletedTask;
@@ -178,6 +198,7 @@ internal sealed class ProxyListeners : IHostedService, IListenerStatus, IDisposa
         _draining = true;
         await _stopping.CancelAsync();
         _explicitSocket?.Dispose();
+        _capture.ForEach(socket => socket.Dispose());
         foreach (var socket in _dedicated.Values)
         {
             socket.Dispose();
@@ -211,6 +232,7 @@ internal sealed class ProxyListeners : IHostedService, IListenerStatus, IDisposa
     {
         _stopping.Dispose();
         _explicitSocket?.Dispose();
+        _capture.ForEach(socket => socket.Dispose());
         foreach (var socket in _dedicated.Values)
         {
             socket.Dispose();

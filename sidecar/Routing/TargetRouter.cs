@@ -1,4 +1,6 @@
 using System.Collections.Frozen;
+using System.Net;
+using BackendTls.Sidecar.Destinations;
 using BackendTls.Sidecar.Upstreams;
 
 namespace BackendTls.Sidecar.Routing;
@@ -13,14 +15,17 @@ internal sealed class TargetRouter
 {
     private readonly FrozenDictionary<string, UpstreamTarget[]> _byHost;
     private readonly FrozenDictionary<int, UpstreamTarget> _byLocalPort;
+    private readonly FrozenDictionary<ServicePort, UpstreamTarget> _byServicePort;
 
     public TargetRouter(IReadOnlyList<UpstreamTarget> targets, string clusterDomain)
     {
         var byHost = new Dictionary<string, List<UpstreamTarget>>(StringComparer.OrdinalIgnoreCase);
         var byPort = new Dictionary<int, UpstreamTarget>();
+        var byServicePort = new Dictionary<ServicePort, UpstreamTarget>();
         foreach (var target in targets)
         {
             var service = target.Config.Service;
+            byServicePort[new ServicePort(service.Namespace!, service.Name!, service.Port)] = target;
             string[] names =
             [
                 target.Config.Hostname,
@@ -47,6 +52,54 @@ internal sealed class TargetRouter
 
         _byHost = byHost.ToFrozenDictionary(p => p.Key, p => p.Value.ToArray(), StringComparer.OrdinalIgnoreCase);
         _byLocalPort = byPort.ToFrozenDictionary();
+        _byServicePort = byServicePort.ToFrozenDictionary();
+    }
+
+    /// <summary>
+    /// Transparent capture: what a connection's original destination is, by the destination index. One
+    /// policy target among the Services it belongs to wins (never plaintext to a port a policy covers).
+    /// </summary>
+    public DestinationRoute ResolveDestination(IPEndPoint destination, DestinationTable table)
+    {
+        var ports = table.Lookup(destination);
+        if (ports.IsEmpty)
+        {
+            return DestinationRoute.Unknown;
+        }
+
+        UpstreamTarget? first = null;
+        List<UpstreamTarget>? several = null;
+        foreach (var port in ports)
+        {
+            if (_byServicePort.TryGetValue(port, out var target) && target != first && several?.Contains(target) != true)
+            {
+                if (first is null)
+                {
+                    first = target;
+                }
+                else
+                {
+                    (several ??= [first]).Add(target);
+                }
+            }
+        }
+
+        return first is null ? new DestinationRoute(DestinationKind.Passthrough, null, [], ports[0])
+            : several is null ? new DestinationRoute(DestinationKind.Target, first, [first], ports[0])
+            : new DestinationRoute(DestinationKind.Ambiguous, null, several, ports[0]);
+    }
+
+    /// <summary>An ambiguous destination: the target among <paramref name="candidates"/> the Host header names, if one.</summary>
+    public UpstreamTarget? ChooseByHost(string host, IReadOnlyList<UpstreamTarget> candidates)
+    {
+        var (name, port) = SplitHostPort(host);
+        if (!_byHost.TryGetValue(name, out var named))
+        {
+            return null;
+        }
+
+        var chosen = named.Where(candidates.Contains).ToList();
+        return chosen.Count == 1 ? chosen[0] : chosen.FirstOrDefault(c => c.Config.Service.Port == port);
     }
 
     public IEnumerable<int> DedicatedPorts => _byLocalPort.Keys;
@@ -98,3 +151,24 @@ internal sealed class TargetRouter
 
 /// <summary>The chosen target, or why there is none.</summary>
 internal readonly record struct RouteResult(UpstreamTarget? Target, string? Problem);
+
+internal enum DestinationKind
+{
+    /// <summary>A policy target: verified TLS to the original destination.</summary>
+    Target,
+
+    /// <summary>A Service no policy names: passed through at L4.</summary>
+    Passthrough,
+
+    /// <summary>An endpoint of Services with different policies: the Host header must choose.</summary>
+    Ambiguous,
+
+    /// <summary>Not in the index.</summary>
+    Unknown,
+}
+
+/// <summary>What a captured destination is; <see cref="Service"/> is one Service it belongs to (for logs).</summary>
+internal sealed record DestinationRoute(DestinationKind Kind, UpstreamTarget? Target, IReadOnlyList<UpstreamTarget> Candidates, ServicePort Service)
+{
+    public static DestinationRoute Unknown { get; } = new(DestinationKind.Unknown, null, [], default);
+}

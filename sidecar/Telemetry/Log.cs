@@ -2,7 +2,7 @@ namespace BackendTls.Sidecar.Telemetry;
 
 /// <summary>
 /// Every log event of the sidecar, source-generated, with stable ids (dashboards and alerts key on them).
-/// 1xx lifecycle, 2xx config, 3xx upstream, 4xx requests. Next free ids: 110, 207, 305, 404.
+/// 1xx lifecycle, 2xx config, 3xx upstream, 4xx requests. Next free ids: 112, 209, 305, 409.
 /// </summary>
 internal static partial class Log
 {
@@ -33,6 +33,12 @@ internal static partial class Log
     [LoggerMessage(108, LogLevel.Warning, "Drain timeout: closing {Count} connection(s) that are still busy", EventName = "DrainTimedOut")]
     public static partial void DrainTimedOut(ILogger logger, int count);
 
+    [LoggerMessage(110, LogLevel.Information, "Capture listener on {Addresses} (transparent mode)", EventName = "CaptureListening")]
+    public static partial void CaptureListening(ILogger logger, string addresses);
+
+    [LoggerMessage(111, LogLevel.Information, "No IPv6 capture listener: {Reason}; IPv4 only (a pod without IPv6)", EventName = "CaptureIpv6Unavailable")]
+    public static partial void CaptureIpv6Unavailable(ILogger logger, string reason);
+
     [LoggerMessage(200, LogLevel.Information, "Config {Fingerprint} loaded from {Path}: {TargetCount} target(s)", EventName = "ConfigLoaded")]
     public static partial void ConfigLoaded(ILogger logger, string fingerprint, string path, int targetCount);
 
@@ -53,6 +59,12 @@ internal static partial class Log
 
     [LoggerMessage(206, LogLevel.Critical, "Loading the config failed on a defect; keeping the last good config", EventName = "ReloadCrashed")]
     public static partial void ReloadCrashed(ILogger logger, Exception exception);
+
+    [LoggerMessage(207, LogLevel.Information, "Destination index {Revision}: {Services} Service(s), {Addresses} destination(s)", EventName = "DestinationIndexLoaded")]
+    public static partial void DestinationIndexLoaded(ILogger logger, string revision, int services, int addresses);
+
+    [LoggerMessage(208, LogLevel.Error, "Destination index {Path} refused, keeping the last good one: {Problem}", EventName = "DestinationIndexRejected")]
+    public static partial void DestinationIndexRejected(ILogger logger, string path, string problem);
 
     [LoggerMessage(300, LogLevel.Warning,
         "Upstream TLS to {Target} failed: {Reason}. SNI {Sni}; presented certificate subject \"{Subject}\", SANs [{Sans}], issuer \"{Issuer}\", valid {NotBefore:u} to {NotAfter:u}. {Detail}",
@@ -79,4 +91,22 @@ internal static partial class Log
 
     [LoggerMessage(402, LogLevel.Information, "Refused a request from {Remote}: {Reason}. {Detail}", EventName = "BadRequest")]
     public static partial void BadRequest(ILogger logger, string remote, string reason, string detail);
+
+    [LoggerMessage(403, LogLevel.Warning, "A connection reached the capture listener without being redirected (from {Remote}); closed. Connect to the original destination instead", EventName = "CaptureNotRedirected")]
+    public static partial void CaptureNotRedirected(ILogger logger, string remote);
+
+    [LoggerMessage(404, LogLevel.Debug, "Captured connection to {Destination} ({Service}): {Outcome}", EventName = "CapturedConnection")]
+    public static partial void CapturedConnection(ILogger logger, string destination, string service, string outcome);
+
+    [LoggerMessage(405, LogLevel.Warning, "Captured connection to {Destination} denied: {Detail}", EventName = "CaptureDenied")]
+    public static partial void CaptureDenied(ILogger logger, string destination, string detail);
+
+    [LoggerMessage(406, LogLevel.Warning, "Captured connection to {Destination} opens with the HTTP/2 preface (h2c, gRPC); closed: h2c is not supported yet", EventName = "CaptureH2cRefused")]
+    public static partial void CaptureH2cRefused(ILogger logger, string destination);
+
+    [LoggerMessage(407, LogLevel.Warning, "Captured connection to {Destination} ({Target}): {Reason}; reset the gateway's connection so it can try another endpoint. {Detail}", EventName = "CaptureReset")]
+    public static partial void CaptureReset(ILogger logger, string destination, string target, string reason, string detail);
+
+    [LoggerMessage(408, LogLevel.Warning, "Pass-through connection to {Destination} failed: {Reason}; reset the gateway's connection", EventName = "PassthroughFailed")]
+    public static partial void PassthroughFailed(ILogger logger, string destination, string reason);
 }

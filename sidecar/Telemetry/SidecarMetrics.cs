@@ -49,6 +49,11 @@ internal sealed class SidecarMetrics
             "Unix time at which the first CA certificate of the target's trust bundle expires.", ["target"]);
         BackendCertificateExpiry = factory.CreateGauge("backendtls_backend_certificate_expiry_timestamp_seconds",
             "Unix time at which the certificate the backend last presented (and passed verification) expires.", ["target"]);
+        CapturedConnections = factory.CreateCounter("backendtls_captured_connections_total",
+            "Connections captured from the gateway (transparent mode), by outcome (tls, passthrough_tls, passthrough, denied, unknown, ambiguous, reset) and target (none if no policy).",
+            ["outcome", "target"]);
+        DestinationIndexAddresses = factory.CreateGauge("backendtls_destination_index_addresses",
+            "Distinct (address, port) destinations in the index the capture listener looks original destinations up in.");
     }
 
     public CollectorRegistry Registry { get; }
@@ -74,6 +79,10 @@ internal sealed class SidecarMetrics
     public Gauge CaExpiry { get; }
 
     public Gauge BackendCertificateExpiry { get; }
+
+    public Counter CapturedConnections { get; }
+
+    public Gauge DestinationIndexAddresses { get; }
 
     /// <summary>The request counters and duration of one target, with the label lookups done once.</summary>
     public RequestSeries RequestsFor(string target) => new(Requests, RequestDuration.WithLabels(target), target);

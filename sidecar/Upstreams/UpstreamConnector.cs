@@ -44,10 +44,14 @@ internal sealed class UpstreamConnector(UpstreamTarget target, UpstreamSettings 
         return new UpstreamConnection(socket, ssl, endpoint, target.OpenConnections);
     }
 
-    /// <summary>HTTP/2 lane: TCP to the Service address (the URI names the policy hostname); the handler does TLS.</summary>
+    /// <summary>
+    /// HTTP/2 lane: TCP to the Service address when the URI names the policy hostname, or to the IP the URI
+    /// names (a captured connection's original destination); the handler does TLS.
+    /// </summary>
     public async ValueTask<Stream> ConnectTcpAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)
     {
-        var socket = await ConnectSocketAsync(target.AddressEndPoint, cancellationToken);
+        EndPoint endpoint = IPAddress.TryParse(context.DnsEndPoint.Host, out var ip) ? new IPEndPoint(ip, context.DnsEndPoint.Port) : target.AddressEndPoint;
+        var socket = await ConnectSocketAsync(endpoint, cancellationToken);
         context.InitialRequestMessage.Options.Set(ConnectedAt, Stopwatch.GetTimestamp());
         return new TrackedNetworkStream(socket, target.OpenConnections);
     }

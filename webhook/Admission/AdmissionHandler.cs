@@ -7,16 +7,16 @@ using BackendTls.Webhook.Patching;
 
 namespace BackendTls.Webhook.Admission;
 
-/// <summary>Looks up whether a namespace is labelled for injection (the API server's selector did it first).</summary>
+/// <summary>Looks up a namespace's injection label (the API server's selector did it first) and Pod Security level.</summary>
 internal interface INamespaceInjectionSource
 {
-    ValueTask<NamespaceInjection> GetAsync(string ns, CancellationToken cancellationToken);
+    ValueTask<NamespaceInfo> GetAsync(string ns, CancellationToken cancellationToken);
 }
 
 /// <summary>When nothing is looked up, the namespaceSelector of the webhook configuration is trusted.</summary>
 internal sealed class TrustSelectorNamespaceSource : INamespaceInjectionSource
 {
-    public ValueTask<NamespaceInjection> GetAsync(string ns, CancellationToken cancellationToken) => ValueTask.FromResult(NamespaceInjection.Unknown);
+    public ValueTask<NamespaceInfo> GetAsync(string ns, CancellationToken cancellationToken) => ValueTask.FromResult(new NamespaceInfo(ns, NamespaceInjection.Unknown));
 }
 
 /// <summary>
@@ -27,6 +27,7 @@ internal sealed class TrustSelectorNamespaceSource : INamespaceInjectionSource
 internal sealed partial class AdmissionHandler(
     InjectorSettings settings,
     INamespaceInjectionSource namespaces,
+    ICapturePortSource capturePorts,
     WebhookMetrics metrics,
     ILogger<AdmissionHandler> logger)
 {
@@ -58,7 +59,7 @@ internal sealed partial class AdmissionHandler(
         try
         {
             var state = await namespaces.GetAsync(ns, cancellationToken);
-            result = PodInjector.Inject(pod, ns, settings, state);
+            result = PodInjector.Inject(pod, ns, settings, state, capturePorts);
         }
         catch (Exception e) when (e is InvalidOperationException or FormatException or ArgumentException or System.Text.Json.JsonException)
         {

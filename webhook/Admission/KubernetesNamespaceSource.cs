@@ -12,9 +12,9 @@ namespace BackendTls.Webhook.Admission;
 internal sealed partial class KubernetesNamespaceSource(IKubernetes client, TimeProvider time, ILogger<KubernetesNamespaceSource> logger) : INamespaceInjectionSource
 {
     private static readonly TimeSpan CacheFor = TimeSpan.FromSeconds(30);
-    private readonly ConcurrentDictionary<string, (NamespaceInjection State, DateTimeOffset Until)> _cache = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, (NamespaceInfo State, DateTimeOffset Until)> _cache = new(StringComparer.Ordinal);
 
-    public async ValueTask<NamespaceInjection> GetAsync(string ns, CancellationToken cancellationToken)
+    public async ValueTask<NamespaceInfo> GetAsync(string ns, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
         if (_cache.TryGetValue(ns, out var cached) && cached.Until > now)
@@ -27,16 +27,17 @@ internal sealed partial class KubernetesNamespaceSource(IKubernetes client, Time
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(TimeSpan.FromSeconds(2));
             var namespaceObject = await client.CoreV1.ReadNamespaceAsync(ns, cancellationToken: timeout.Token);
-            var state = namespaceObject.Metadata.Labels?.TryGetValue(InjectionLabels.Inject, out var value) == true && value == InjectionLabels.Enabled
-                ? NamespaceInjection.Enabled
-                : NamespaceInjection.NotEnabled;
+            var labels = namespaceObject.Metadata.Labels;
+            var state = new NamespaceInfo(ns,
+                labels?.TryGetValue(InjectionLabels.Inject, out var value) == true && value == InjectionLabels.Enabled ? NamespaceInjection.Enabled : NamespaceInjection.NotEnabled,
+                labels is not null && labels.TryGetValue(InjectionLabels.PodSecurityEnforce, out var level) ? level : null);
             _cache[ns] = (state, now + CacheFor);
             return state;
         }
         catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
             LogLookupFailed(logger, ns, e.Message);
-            return NamespaceInjection.Unknown;
+            return new NamespaceInfo(ns, NamespaceInjection.Unknown);
         }
     }
 

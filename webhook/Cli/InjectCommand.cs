@@ -1,6 +1,8 @@
 using System.Text.Json.Nodes;
 using BackendTls.Policy.Cli;
+using BackendTls.Policy.Destinations;
 using BackendTls.Policy.Loading;
+using BackendTls.Policy.Rendering;
 using BackendTls.Policy.Yaml;
 using BackendTls.Webhook.Hosting;
 using BackendTls.Webhook.Injection;
@@ -46,25 +48,30 @@ internal static class InjectCommand
 
         var files = filesFlag.Values;
         var settings = injector.Settings();
-        var output = new List<string>();
+        var parsed = new List<(string File, IReadOnlyList<JsonNode> Documents)>();
         foreach (var file in files)
         {
-            IReadOnlyList<JsonNode> documents;
             try
             {
-                documents = YamlDocuments.Parse(file == "-"
+                parsed.Add((file, YamlDocuments.Parse(file == "-"
                     ? BoundedFile.ReadText(stdin, BoundedFile.MaxManifestBytes)
-                    : BoundedFile.ReadText(file, BoundedFile.MaxManifestBytes), file, typedScalars: true);
+                    : BoundedFile.ReadText(file, BoundedFile.MaxManifestBytes), file, typedScalars: true)));
             }
             catch (Exception e) when (e is YamlFormatException or IOException or UnauthorizedAccessException)
             {
                 stderr.WriteLine($"inject: {e.Message}");
                 return 2;
             }
+        }
 
+        // Policies, Services and EndpointSlices among the inputs say which ports transparent capture covers.
+        var capturePorts = CapturePortsOf(parsed.SelectMany(p => p.Documents));
+        var output = new List<string>();
+        foreach (var (file, documents) in parsed)
+        {
             foreach (var document in documents)
             {
-                var result = InjectDocument(document, settings);
+                var result = InjectDocument(document, settings, capturePorts);
                 foreach (var line in result.Messages)
                 {
                     stderr.WriteLine($"{file}: {line}");
@@ -81,15 +88,36 @@ internal static class InjectCommand
     public sealed record DocumentResult(JsonNode Document, IReadOnlyList<string> Messages);
 
     /// <summary>Injects every pod template in one document (recursing into Lists); the input is not modified.</summary>
-    public static DocumentResult InjectDocument(JsonNode document, InjectorSettings settings)
+    public static DocumentResult InjectDocument(JsonNode document, InjectorSettings settings, ICapturePortSource? capturePorts = null)
     {
         var copy = document.DeepClone();
         var messages = new List<string>();
-        Visit(copy, settings, messages);
+        Visit(copy, settings, capturePorts ?? new StaticCapturePorts([]), messages);
         return new DocumentResult(copy, messages);
     }
 
-    private static void Visit(JsonNode node, InjectorSettings settings, List<string> messages)
+    /// <summary>The capture ports the policies among these documents call for (their Services' ports and endpoint ports).</summary>
+    public static ICapturePortSource CapturePortsOf(IEnumerable<JsonNode> documents)
+    {
+        var objects = new List<KubeObject>();
+        foreach (var document in documents)
+        {
+            try
+            {
+                objects.AddRange(KubeObject.FromDocuments([document], "inject input"));
+            }
+            catch (RenderInputException)
+            {
+                // not a Kubernetes object; the injector reports it
+            }
+        }
+
+        var rendered = PolicyRenderer.Render(objects, DestinationScope.None);
+        var index = DestinationIndex.Build(objects);
+        return new StaticCapturePorts(rendered.Config.Targets!.SelectMany(t => index.PortsOf(t.Service!.Namespace!, t.Service.Name!, t.Service.Port)));
+    }
+
+    private static void Visit(JsonNode node, InjectorSettings settings, ICapturePortSource capturePorts, List<string> messages)
     {
         if (node is not JsonObject obj)
         {
@@ -102,7 +130,7 @@ internal static class InjectCommand
         {
             foreach (var item in items)
             {
-                Visit(item!, settings, messages);
+                Visit(item!, settings, capturePorts, messages);
             }
 
             return;
@@ -130,7 +158,7 @@ internal static class InjectCommand
         }
 
         var ns = (string?)obj["metadata"]?["namespace"];
-        var result = PodInjector.Inject(pod, ns, settings, NamespaceInjection.Enabled);
+        var result = PodInjector.Inject(pod, ns, settings, new NamespaceInfo(ns ?? "default", NamespaceInjection.Enabled), capturePorts);
         messages.AddRange(result.Warnings.Select(w => $"{name}: warning: {w}"));
         if (result.Outcome == InjectionOutcome.Skipped)
         {

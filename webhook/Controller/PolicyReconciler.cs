@@ -41,7 +41,7 @@ internal static class PolicyReconciler
 
     public static ReconcileResult Reconcile(ClusterState state, string configMapName, DateTimeOffset now)
     {
-        var render = PolicyRenderer.Render(state.Objects);
+        var render = PolicyRenderer.Render(state.Objects, DestinationScope.PolicyTargets);
         var configMaps = state.InjectedNamespaces.Order(StringComparer.Ordinal)
             .Select(ns => new DesiredConfigMap(ns, configMapName, render.Files))
             .ToList();

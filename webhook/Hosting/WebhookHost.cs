@@ -3,6 +3,8 @@ using BackendTls.Webhook.Admin;
 using BackendTls.Webhook.Admission;
 using BackendTls.Webhook.Certificates;
 using BackendTls.Webhook.Controller;
+using BackendTls.Webhook.Injection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using k8s;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
@@ -36,6 +38,7 @@ internal static class WebhookHost
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<WebhookMetrics>();
         builder.Services.AddSingleton<AdmissionHandler>();
+        builder.Services.TryAddSingleton<ICapturePortSource>(new StaticCapturePorts([]));
         builder.Services.AddSingleton<AdmissionEndpoint>();
         builder.Services.AddHostedService<IdleMemoryTrimmer>();
         AddKubernetes(builder.Services, options);

@@ -22,9 +22,24 @@ internal static class InjectionLabels
     public const string PolicyConfigMap = "backendtls.io/policy-configmap";
     public const string NativeSidecar = "backendtls.io/native-sidecar";
     public const string DrainTimeout = "backendtls.io/drain-timeout";
+    public const string Capture = "backendtls.io/capture";
+    public const string CapturePorts = "backendtls.io/capture-ports";
+    public const string ExcludeOutboundPorts = "backendtls.io/exclude-outbound-ports";
+    public const string ExcludeOutboundCidrs = "backendtls.io/exclude-outbound-cidrs";
+    public const string IncludeOutboundCidrs = "backendtls.io/include-outbound-cidrs";
+    public const string IptablesMode = "backendtls.io/iptables-mode";
+    public const string ProxyUid = "backendtls.io/proxy-uid";
+    public const string UnknownDestination = "backendtls.io/unknown-destination";
+
+    /// <summary>What the injector decided for capture (JSON, see <see cref="CaptureConfig"/>): read by the controller and a future CNI plugin.</summary>
+    public const string CaptureConfig = "backendtls.io/capture-config";
+
+    /// <summary>Namespace label of Pod Security Admission: baseline and restricted forbid NET_ADMIN.</summary>
+    public const string PodSecurityEnforce = "pod-security.kubernetes.io/enforce";
 
     public static IReadOnlyList<string> Overrides { get; } =
     [
         SidecarImage, CpuRequest, CpuLimit, MemoryRequest, MemoryLimit, LogLevel, ListenPort, PolicyConfigMap, NativeSidecar, DrainTimeout,
+        Capture, CapturePorts, ExcludeOutboundPorts, ExcludeOutboundCidrs, IncludeOutboundCidrs, IptablesMode, ProxyUid, UnknownDestination,
     ];
 }

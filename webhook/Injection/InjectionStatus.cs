@@ -30,6 +30,16 @@ internal sealed record InjectionStatus
     [JsonPropertyName("annotations")]
     public IReadOnlyList<string>? AddedAnnotations { get; init; }
 
+    /// <summary>The capture-init container, in transparent mode.</summary>
+    [JsonPropertyName("initContainer")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? InitContainer { get; init; }
+
+    /// <summary>The xtables lock volume, in transparent mode.</summary>
+    [JsonPropertyName("extraVolume")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? ExtraVolume { get; init; }
+
     public string Serialize() => JsonSerializer.Serialize(this, InjectionStatusJson.Default.InjectionStatus);
 
     public static InjectionStatus? TryParse(string? text)

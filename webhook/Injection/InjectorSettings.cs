@@ -12,10 +12,38 @@ internal sealed record InjectorSettings
     public const string AdminPortName = "backendtls-adm";
     public const int AdminPort = 15090;
 
-    /// <summary>The image's non-root user (Dockerfile.sidecar).</summary>
-    public const long SidecarUid = 1654;
+    public const string CaptureInitName = "backendtls-capture-init";
+    public const string XtablesVolumeName = "backendtls-xtables";
+    public const int CapturePort = 15002;
+
+    /// <summary>
+    /// The sidecar's uid, dedicated: its own connections are the ones the capture rules let out. Not 1654,
+    /// 65532 or 101, which gateway images run as (a gateway sharing it would escape capture).
+    /// </summary>
+    public const long DefaultProxyUid = 15101;
 
     public string SidecarImage { get; init; } = "backendtls-sidecar:0.1.0";
+
+    /// <summary>The capture-init image: the sidecar binary with iptables and nftables (Dockerfile.sidecar, target capture-init).</summary>
+    public string CaptureInitImage { get; init; } = "backendtls-capture-init:0.1.0";
+
+    /// <summary>transparent (capture the gateway's connections to policy targets) or explicit (the gateway sends to 127.0.0.1:15001).</summary>
+    public string CaptureMode { get; init; } = "transparent";
+
+    public long ProxyUid { get; init; } = DefaultProxyUid;
+
+    /// <summary>Ports to capture besides the policy targets' (or "all"), from the capture-ports annotation.</summary>
+    public string ExtraCapturePorts { get; init; } = string.Empty;
+
+    public string ExcludeOutboundPorts { get; init; } = string.Empty;
+
+    public string ExcludeOutboundCidrs { get; init; } = string.Empty;
+
+    public string IncludeOutboundCidrs { get; init; } = string.Empty;
+
+    public string IptablesMode { get; init; } = "auto";
+
+    public string UnknownDestination { get; init; } = "deny";
 
     public string ImagePullPolicy { get; init; } = "IfNotPresent";
 

@@ -2,6 +2,9 @@ using System.Text.Json.Nodes;
 
 namespace BackendTls.Webhook.Injection;
 
+/// <summary>What the injector knows of a pod's namespace: whether it asked for injection, and its Pod Security level.</summary>
+internal sealed record NamespaceInfo(string Name, NamespaceInjection Injection, string? PodSecurityEnforce = null);
+
 /// <summary>Whether a namespace asked for injection, as far as the caller knows.</summary>
 internal enum NamespaceInjection
 {
@@ -43,20 +46,26 @@ internal static class PodInjector
     private static readonly string[] PrometheusAnnotations = ["prometheus.io/scrape", "prometheus.io/port", "prometheus.io/path"];
     private const string DefaultContainerAnnotation = "kubectl.kubernetes.io/default-container";
 
-    public static InjectionResult Inject(JsonObject pod, string? podNamespace, InjectorSettings defaults, NamespaceInjection namespaceState)
+    /// <param name="pod">The pod (or pod template) as received.</param>
+    /// <param name="podNamespace">Its namespace, when the caller knows it better than the object.</param>
+    /// <param name="defaults">The webhook's injection settings.</param>
+    /// <param name="namespaceInfo">The namespace's injection label and Pod Security level.</param>
+    /// <param name="capturePorts">The ports transparent capture covers (from the watch cache, or the CLI's manifests).</param>
+    public static InjectionResult Inject(JsonObject pod, string? podNamespace, InjectorSettings defaults, NamespaceInfo namespaceInfo, ICapturePortSource capturePorts)
     {
         var warnings = new List<string>();
         var labels = StringMap(pod["metadata"]?["labels"]);
         var annotations = StringMap(pod["metadata"]?["annotations"]);
         var ns = podNamespace ?? (string?)pod["metadata"]?["namespace"] ?? "default";
 
-        if (Skip(pod, ns, labels, defaults, namespaceState, warnings) is { } skip)
+        if (Skip(pod, ns, labels, defaults, namespaceInfo.Injection, warnings) is { } skip)
         {
             return new InjectionResult(pod, InjectionOutcome.Skipped, skip.Code, skip.Text, warnings);
         }
 
         var settings = PodOverrides.Apply(defaults, annotations, warnings);
-        var rendered = SidecarTemplate.Render(settings);
+        var capture = CapturePlanner.Decide(pod, settings, namespaceInfo with { Name = ns }, capturePorts, warnings);
+        var rendered = SidecarTemplate.Render(settings, capture);
         var previous = InjectionStatus.TryParse(annotations.GetValueOrDefault(InjectionLabels.Status));
         if (previous is null && FindContainer(pod, InjectorSettings.ContainerName) is not null)
         {
@@ -82,9 +91,32 @@ internal static class PodInjector
             return new InjectionResult(pod, InjectionOutcome.Skipped, "volume_conflict", "the pod has its own backendtls-policy volume", warnings);
         }
 
-        var list = settings.NativeSidecar ? "initContainers" : "containers";
-        EnsureArray(spec, list).Insert(0, rendered.Container);
+        // Native: capture-init, then the sidecar, then the pod's own init containers (they run captured).
+        // Legacy: the sidecar first among containers, capture-init last among init containers (the pod's own
+        // init containers then run uncaptured: they start before any proxy could serve them).
+        if (settings.NativeSidecar)
+        {
+            var init = EnsureArray(spec, "initContainers");
+            init.Insert(0, rendered.Container);
+            if (rendered.CaptureInit is { } captureInit)
+            {
+                init.Insert(0, captureInit);
+            }
+        }
+        else
+        {
+            EnsureArray(spec, "containers").Insert(0, rendered.Container);
+            if (rendered.CaptureInit is { } captureInit)
+            {
+                EnsureArray(spec, "initContainers").Add(captureInit);
+            }
+        }
+
         EnsureArray(spec, "volumes").Add(rendered.Volume);
+        if (rendered.XtablesVolume is { } xtables)
+        {
+            EnsureArray(spec, "volumes").Add(xtables);
+        }
 
         var metadata = EnsureObject(mutated, "metadata");
         var podAnnotations = EnsureObject(metadata, "annotations");
@@ -113,12 +145,15 @@ internal static class PodInjector
             added.Add(DefaultContainerAnnotation);
         }
 
+        podAnnotations[InjectionLabels.CaptureConfig] = capture.Serialize();
         podAnnotations[InjectionLabels.Status] = new InjectionStatus
         {
             Mode = settings.NativeSidecar ? "native" : "container",
             Image = settings.SidecarImage,
             TemplateHash = rendered.Hash,
             AddedAnnotations = added,
+            InitContainer = rendered.CaptureInit is null ? null : InjectorSettings.CaptureInitName,
+            ExtraVolume = rendered.XtablesVolume is null ? null : InjectorSettings.XtablesVolumeName,
         }.Serialize();
 
         var outcome = previous is null ? InjectionOutcome.Injected : InjectionOutcome.Updated;
@@ -171,7 +206,7 @@ internal static class PodInjector
         {
             if (spec[list] is JsonArray array)
             {
-                RemoveWhere(array, c => (string?)c?["name"] == previous.Container);
+                RemoveWhere(array, c => (string?)c?["name"] == previous.Container || (previous.InitContainer is not null && (string?)c?["name"] == previous.InitContainer));
                 if (array.Count == 0)
                 {
                     spec.Remove(list);
@@ -181,7 +216,7 @@ internal static class PodInjector
 
         if (spec["volumes"] is JsonArray volumes)
         {
-            RemoveWhere(volumes, v => (string?)v?["name"] == previous.Volume);
+            RemoveWhere(volumes, v => (string?)v?["name"] == previous.Volume || (previous.ExtraVolume is not null && (string?)v?["name"] == previous.ExtraVolume));
             if (volumes.Count == 0)
             {
                 spec.Remove("volumes");

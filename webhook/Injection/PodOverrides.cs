@@ -102,6 +102,34 @@ internal static partial class PodOverrides
                     }
 
                     break;
+                case InjectionLabels.Capture:
+                    settings = value is "transparent" or "explicit" ? settings with { CaptureMode = value } : Problem("is not transparent or explicit", ref problem, settings);
+                    break;
+                case InjectionLabels.CapturePorts:
+                    settings = value == "all" || IsPortList(value) ? settings with { ExtraCapturePorts = value } : Problem("is not a comma-separated list of ports, or all", ref problem, settings);
+                    break;
+                case InjectionLabels.ExcludeOutboundPorts:
+                    settings = IsPortList(value) ? settings with { ExcludeOutboundPorts = value } : Problem("is not a comma-separated list of ports", ref problem, settings);
+                    break;
+                case InjectionLabels.ExcludeOutboundCidrs:
+                    settings = IsCidrList(value) ? settings with { ExcludeOutboundCidrs = value } : Problem("is not a comma-separated list of CIDRs (e.g. 10.0.0.0/8,fd00::/8)", ref problem, settings);
+                    break;
+                case InjectionLabels.IncludeOutboundCidrs:
+                    settings = IsCidrList(value) ? settings with { IncludeOutboundCidrs = value } : Problem("is not a comma-separated list of CIDRs (e.g. 10.0.0.0/8,fd00::/8)", ref problem, settings);
+                    break;
+                case InjectionLabels.IptablesMode:
+                    settings = value is "auto" or "nft" or "iptables-nft" or "iptables-legacy" ? settings with { IptablesMode = value } : Problem("is not auto, nft, iptables-nft or iptables-legacy", ref problem, settings);
+                    break;
+                case InjectionLabels.ProxyUid:
+                    settings = long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var uid) && uid is >= 1 and <= 2147483647
+                        ? settings with { ProxyUid = uid }
+                        : Problem("is not a uid (1-2147483647)", ref problem, settings);
+                    break;
+                case InjectionLabels.UnknownDestination:
+                    settings = value is "deny" or "passthrough" ? settings with { UnknownDestination = value } : Problem("is not deny or passthrough", ref problem, settings);
+                    break;
+                case InjectionLabels.CaptureConfig:
+                    continue; // written by the injector itself
                 default:
                     warnings.Add($"annotation {key} is not known to the backendtls injector and is ignored; known: {string.Join(", ", InjectionLabels.Overrides)}");
                     continue;
@@ -128,6 +156,18 @@ internal static partial class PodOverrides
     }
 
     public const string NotAQuantity = "is not a positive Kubernetes quantity (e.g. 100m, 64Mi)";
+
+    private static InjectorSettings Problem(string text, ref string? problem, InjectorSettings unchanged)
+    {
+        problem = text;
+        return unchanged;
+    }
+
+    public static bool IsPortList(string value) =>
+        value.Split(',', StringSplitOptions.TrimEntries).All(p => int.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture, out var port) && port is >= 1 and <= 65535);
+
+    public static bool IsCidrList(string value) =>
+        value.Split(',', StringSplitOptions.TrimEntries).All(c => System.Net.IPNetwork.TryParse(c, out _) || System.Net.IPAddress.TryParse(c, out _));
 
     /// <summary>The one check of a resource quantity, for annotations and for the webhook's flags.</summary>
     public static bool IsPositiveQuantity(string value)

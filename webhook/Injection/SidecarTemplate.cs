@@ -13,9 +13,10 @@ namespace BackendTls.Webhook.Injection;
 /// </summary>
 internal static class SidecarTemplate
 {
-    public sealed record Rendered(JsonObject Container, JsonObject Volume, string Hash);
+    /// <summary>The sidecar, its policy volume, and in transparent mode the capture-init container and its xtables lock volume.</summary>
+    public sealed record Rendered(JsonObject Container, JsonObject Volume, JsonObject? CaptureInit, JsonObject? XtablesVolume, string Hash);
 
-    public static Rendered Render(InjectorSettings settings)
+    public static Rendered Render(InjectorSettings settings, CaptureConfig capture)
     {
         var adminUrl = $"http://127.0.0.1:{InjectorSettings.AdminPort}/healthz/ready";
         var container = new V1Container
@@ -32,6 +33,9 @@ internal static class SidecarTemplate
                 "--drain-timeout", settings.DrainTimeoutSeconds.ToString(CultureInfo.InvariantCulture),
                 "--log-level", settings.LogLevel,
                 "--log-format", "json",
+                .. capture.Transparent
+                    ? new[] { "--capture-port", capture.RedirectPort.ToString(CultureInfo.InvariantCulture), "--unknown-destination", settings.UnknownDestination }
+                    : [],
             ],
             Ports = [new V1ContainerPort { ContainerPort = InjectorSettings.AdminPort, Name = InjectorSettings.AdminPortName, Protocol = "TCP" }],
             Resources = new V1ResourceRequirements
@@ -45,8 +49,9 @@ internal static class SidecarTemplate
             SecurityContext = new V1SecurityContext
             {
                 RunAsNonRoot = true,
-                RunAsUser = InjectorSettings.SidecarUid,
-                RunAsGroup = InjectorSettings.SidecarUid,
+                // The dedicated uid: the capture rules let this uid's connections out uncaptured.
+                RunAsUser = capture.ProxyUid,
+                RunAsGroup = capture.ProxyUid,
                 ReadOnlyRootFilesystem = true,
                 AllowPrivilegeEscalation = false,
                 Privileged = false,
@@ -83,8 +88,69 @@ internal static class SidecarTemplate
 
         var containerJson = ToJson(container);
         var volumeJson = ToJson(volume);
-        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(containerJson.ToJsonString() + volumeJson.ToJsonString())))[..16];
-        return new Rendered(containerJson, volumeJson, hash);
+        var (init, xtables) = capture.Transparent ? CaptureInit(settings, capture) : (null, null);
+        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(
+            containerJson.ToJsonString() + volumeJson.ToJsonString() + init?.ToJsonString() + xtables?.ToJsonString())))[..16];
+        return new Rendered(containerJson, volumeJson, init, xtables, hash);
+    }
+
+    /// <summary>
+    /// The capture-init container: root with NET_ADMIN and NET_RAW only (no privilege escalation, read-only
+    /// root filesystem, the xtables lock on an emptyDir), gone once the rules are in place.
+    /// </summary>
+    private static (JsonObject Container, JsonObject Volume) CaptureInit(InjectorSettings settings, CaptureConfig capture)
+    {
+        var lockDirectory = "/run/xtables";
+        var args = new List<string>
+        {
+            "capture-init",
+            "--proxy-uid", capture.ProxyUid.ToString(CultureInfo.InvariantCulture),
+            "--redirect-port", capture.RedirectPort.ToString(CultureInfo.InvariantCulture),
+            "--capture-ports", capture.AllPorts ? "all" : string.Join(',', capture.Ports),
+            "--sidecar-ports", string.Join(',', settings.ListenPort, capture.RedirectPort, InjectorSettings.AdminPort),
+            "--iptables-mode", settings.IptablesMode,
+        };
+        foreach (var (flag, value) in new[]
+        {
+            ("--exclude-outbound-ports", settings.ExcludeOutboundPorts),
+            ("--exclude-outbound-cidrs", settings.ExcludeOutboundCidrs),
+            ("--include-outbound-cidrs", settings.IncludeOutboundCidrs),
+        })
+        {
+            if (value.Length > 0)
+            {
+                args.AddRange([flag, value]);
+            }
+        }
+
+        var container = new V1Container
+        {
+            Name = InjectorSettings.CaptureInitName,
+            Image = settings.CaptureInitImage,
+            ImagePullPolicy = settings.ImagePullPolicy,
+            Args = args,
+            Env = [new V1EnvVar { Name = "XTABLES_LOCKFILE", Value = $"{lockDirectory}/xtables.lock" }],
+            Resources = new V1ResourceRequirements
+            {
+                Requests = Quantities(("cpu", "10m"), ("memory", "16Mi")),
+                Limits = Quantities(("memory", "64Mi")),
+            },
+            SecurityContext = new V1SecurityContext
+            {
+                RunAsUser = 0,
+                RunAsGroup = 0,
+                RunAsNonRoot = false,
+                ReadOnlyRootFilesystem = true,
+                AllowPrivilegeEscalation = false,
+                Privileged = false,
+                Capabilities = new V1Capabilities { Drop = ["ALL"], Add = ["NET_ADMIN", "NET_RAW"] },
+                SeccompProfile = new V1SeccompProfile { Type = "RuntimeDefault" },
+            },
+            VolumeMounts = [new V1VolumeMount { MountPath = lockDirectory, Name = InjectorSettings.XtablesVolumeName }],
+            TerminationMessagePolicy = "FallbackToLogsOnError",
+        };
+        var volume = new V1Volume { Name = InjectorSettings.XtablesVolumeName, EmptyDir = new V1EmptyDirVolumeSource { Medium = "Memory" } };
+        return (ToJson(container), ToJson(volume));
     }
 
     private static Dictionary<string, ResourceQuantity>? Quantities(params (string Name, string? Value)[] values)

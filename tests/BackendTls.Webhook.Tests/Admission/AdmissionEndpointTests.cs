@@ -55,7 +55,9 @@ public class AdmissionEndpointTests
         Assert.Equal("JSONPatch", (string?)response["patchType"]);
         var patch = JsonNode.Parse(Convert.FromBase64String((string)response["patch"]!))!.AsArray();
         var patched = JsonPatchDiffTests.Apply(pod, patch);
-        Assert.Equal(InjectorSettings.ContainerName, (string?)patched["spec"]!["initContainers"]![0]!["name"]);
+        // Transparent mode (the default): capture-init, then the sidecar, then the pod's own init containers.
+        Assert.Equal([InjectorSettings.CaptureInitName, InjectorSettings.ContainerName],
+            patched["spec"]!["initContainers"]!.AsArray().Take(2).Select(c => (string?)c!["name"]));
         Assert.Contains("backendtls_webhook_admissions_total{result=\"injected\",reason=\"injected\"} 1", await webhook.GetMetricsAsync(), StringComparison.Ordinal);
     }
 
@@ -63,7 +65,7 @@ public class AdmissionEndpointTests
     public async Task AlreadyInjected_NoPatchAtAll()
     {
         await using var webhook = await WebhookFixture.StartAsync();
-        var injected = PodInjector.Inject(Corpus.Load("no-volumes.yaml"), "edge", new InjectorSettings(), NamespaceInjection.Enabled).Pod;
+        var injected = PodInjector.Inject(Corpus.Load("no-volumes.yaml"), "edge", new InjectorSettings(), new NamespaceInfo("edge", NamespaceInjection.Enabled), new StaticCapturePorts([])).Pod;
 
         var (_, body, _) = await PostAsync(webhook, Review(injected).ToJsonString());
 

@@ -21,7 +21,7 @@ public class AdmissionFuzzTests
     public const int Count = 100_000;
 
     internal static AdmissionEndpoint CreateEndpoint() => new(
-        new AdmissionHandler(new InjectorSettings(), new TrustSelectorNamespaceSource(), new WebhookMetrics(), NullLogger<AdmissionHandler>.Instance),
+        new AdmissionHandler(new InjectorSettings(), new TrustSelectorNamespaceSource(), new StaticCapturePorts([8443]), new WebhookMetrics(), NullLogger<AdmissionHandler>.Instance),
         new WebhookMetrics());
 
     public static IReadOnlyList<JsonObject> Seeds() =>

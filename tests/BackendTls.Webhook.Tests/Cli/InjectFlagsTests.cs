@@ -1,6 +1,7 @@
 using BackendTls.Policy.Cli;
 using BackendTls.Webhook.Cli;
 using BackendTls.Webhook.Hosting;
+using BackendTls.Webhook.Injection;
 
 namespace BackendTls.Webhook.Tests.Cli;
 
@@ -35,7 +36,7 @@ public sealed class InjectFlagsTests : IDisposable
 
         Assert.Equal(0, code);
         var pod = BackendTls.Policy.Yaml.YamlDocuments.Parse(stdout.ToString(), "out")[0];
-        var resources = pod["spec"]!["initContainers"]![0]!["resources"]!;
+        var resources = pod["spec"]!["initContainers"]!.AsArray().Single(c => (string?)c!["name"] == InjectorSettings.ContainerName)!["resources"]!;
         Assert.Equal("100m", (string?)resources["requests"]!["cpu"]);
         Assert.Null(resources["limits"]?["memory"]);
     }

@@ -10,10 +10,13 @@ namespace BackendTls.Webhook.Tests.Injection;
 
 public class PodInjectorTests
 {
-    private static readonly InjectorSettings Defaults = new() { SidecarImage = "registry.example.com/backendtls-sidecar:1.0" };
+    // Explicit mode: these cases are about the sidecar itself; TransparentInjectionTests covers capture.
+    private static readonly InjectorSettings Defaults = new() { SidecarImage = "registry.example.com/backendtls-sidecar:1.0", CaptureMode = "explicit" };
+
+    private static readonly CaptureConfig ExplicitCapture = new() { Mode = "explicit", ProxyUid = InjectorSettings.DefaultProxyUid };
 
     private static InjectionResult Inject(JsonObject pod, InjectorSettings? settings = null, NamespaceInjection ns = NamespaceInjection.Enabled, string? podNamespace = null) =>
-        PodInjector.Inject(pod, podNamespace, settings ?? Defaults, ns);
+        PodInjector.Inject(pod, podNamespace, settings ?? Defaults, new NamespaceInfo(podNamespace ?? "edge", ns), new StaticCapturePorts([]));
 
     private static V1Pod Typed(JsonNode pod) => KubernetesJson.Deserialize<V1Pod>(pod.ToJsonString());
 
@@ -176,7 +179,7 @@ public class PodInjectorTests
         var warning = Assert.Single(result.Warnings);
         Assert.Contains($"{key}=\"{value}\"", warning, StringComparison.Ordinal);
         Assert.Contains("using the default", warning, StringComparison.Ordinal);
-        Assert.Equal(SidecarTemplate.Render(Defaults).Hash, InjectionStatus.TryParse((string?)result.Pod["metadata"]!["annotations"]![InjectionLabels.Status])!.TemplateHash);
+        Assert.Equal(SidecarTemplate.Render(Defaults, ExplicitCapture).Hash, InjectionStatus.TryParse((string?)result.Pod["metadata"]!["annotations"]![InjectionLabels.Status])!.TemplateHash);
     }
 
     [Fact]

@@ -1,0 +1,92 @@
+using System.Text.Json;
+using BackendTls.Policy.Destinations;
+using BackendTls.Policy.Loading;
+using BackendTls.Sidecar.Telemetry;
+
+namespace BackendTls.Sidecar.Destinations;
+
+/// <summary>Where the capture path gets the current destination table from, and learns of changes.</summary>
+internal interface IDestinationSource
+{
+    DestinationTable Current { get; }
+
+    /// <summary>Completes at the next change of the table (or at <paramref name="cancellationToken"/>).</summary>
+    Task WaitForChangeAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// The destination index the capture listener looks original destinations up in. Loaded from
+/// <c>destinations.json</c> in the config directory (written by render, and by the controller for the
+/// policies' own Services); a file that does not parse keeps the last good table and says why.
+/// </summary>
+internal sealed class DestinationStore(SidecarMetrics metrics, ILogger<DestinationStore> logger) : IDestinationSource
+{
+    private DestinationTable _current = DestinationTable.Empty;
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private string? _lastFile;
+
+    public DestinationTable Current => Volatile.Read(ref _current);
+
+    public async Task WaitForChangeAsync(CancellationToken cancellationToken) =>
+        await Volatile.Read(ref _changed).Task.WaitAsync(cancellationToken);
+
+    /// <summary>Reads the index file of a config snapshot folder, if it changed (called by the config store on every reload).</summary>
+    public void LoadFrom(string folder)
+    {
+        var path = Path.Combine(folder, DestinationIndex.FileName);
+        string text;
+        try
+        {
+            text = BoundedFile.ReadText(path, BoundedFile.MaxConfigFileBytes);
+        }
+        catch (FileReadException e) when (e.NotFound)
+        {
+            text = string.Empty;
+        }
+        catch (FileReadException e)
+        {
+            Log.DestinationIndexRejected(logger, path, e.Message);
+            return;
+        }
+
+        if (text == _lastFile)
+        {
+            return;
+        }
+
+        _lastFile = text;
+        if (text.Length == 0)
+        {
+            Publish(DestinationTable.Empty);
+            return;
+        }
+
+        DestinationIndex? index;
+        try
+        {
+            index = JsonSerializer.Deserialize(text, DestinationIndexJsonContext.Default.DestinationIndex);
+        }
+        catch (JsonException e)
+        {
+            Log.DestinationIndexRejected(logger, path, $"not a destination index: {(e.Path is { Length: > 1 } p ? p[2..] : "the document")} has the wrong kind of value");
+            return;
+        }
+
+        if (index is not { Kind: DestinationIndex.IndexKind })
+        {
+            Log.DestinationIndexRejected(logger, path, $"kind is not {DestinationIndex.IndexKind}");
+            return;
+        }
+
+        Publish(DestinationTable.Build(index));
+    }
+
+    /// <summary>Swaps the table and wakes whoever waits for a change (held unknown destinations).</summary>
+    public void Publish(DestinationTable table)
+    {
+        Volatile.Write(ref _current, table);
+        metrics.DestinationIndexAddresses.Set(table.Addresses);
+        Log.DestinationIndexLoaded(logger, table.Revision ?? "(file)", table.Services, table.Addresses);
+        Interlocked.Exchange(ref _changed, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+    }
+}
