@@ -101,7 +101,8 @@ internal static class CaptureRules
             text.Append("    meta nfproto ipv6 return\n");
         }
 
-        text.Append(CultureInfo.InvariantCulture, $"    meta skuid {plan.ProxyUid} return\n");
+        // Counters on the loop guard and the redirect: `nft list table inet btls_capture` shows both move.
+        text.Append(CultureInfo.InvariantCulture, $"    meta skuid {plan.ProxyUid} counter return\n");
         text.Append("    oifname \"lo\" return\n");
         foreach (var (family, keyword) in new[] { (AddressFamily.InterNetwork, "ip"), (AddressFamily.InterNetworkV6, "ip6") })
         {
@@ -128,11 +129,11 @@ internal static class CaptureRules
 
         if (plan.AllPorts)
         {
-            text.Append(CultureInfo.InvariantCulture, $"    redirect to :{plan.RedirectPort}\n");
+            text.Append(CultureInfo.InvariantCulture, $"    counter redirect to :{plan.RedirectPort}\n");
         }
         else if (plan.Ports.Count > 0)
         {
-            text.Append(CultureInfo.InvariantCulture, $"    tcp dport {{ {string.Join(", ", plan.Ports)} }} redirect to :{plan.RedirectPort}\n");
+            text.Append(CultureInfo.InvariantCulture, $"    tcp dport {{ {string.Join(", ", plan.Ports)} }} counter redirect to :{plan.RedirectPort}\n");
         }
         text.Append("  }\n}\n");
         return text.ToString();

@@ -45,8 +45,27 @@ internal sealed class NetworkNamespace : IAsyncDisposable
         }
     }
 
+    /// <summary>Joins two namespaces with a veth pair and gives each end its addresses (CIDR notation), up.</summary>
+    public static async Task LinkAsync(NetworkNamespace a, string aInterface, IEnumerable<string> aAddresses, NetworkNamespace b, string bInterface, IEnumerable<string> bAddresses)
+    {
+        await Ip("link", "add", aInterface, "netns", a.Name, "type", "veth", "peer", "name", bInterface, "netns", b.Name);
+        foreach (var (ns, device, addresses) in new[] { (a, aInterface, aAddresses), (b, bInterface, bAddresses) })
+        {
+            foreach (var address in addresses)
+            {
+                // nodad: an IPv6 address is usable at once (duplicate address detection would hold it for a second).
+                await Ip(["-n", ns.Name, "addr", "add", address, "dev", device, .. address.Contains(':', StringComparison.Ordinal) ? new[] { "nodad" } : []]);
+            }
+
+            await Ip("-n", ns.Name, "link", "set", device, "up");
+        }
+    }
+
+    /// <summary>Runs a short command in the namespace; returns its exit code and output.</summary>
+    public Task<(int ExitCode, string Output)> ExecAsync(params string[] command) => RunAsync(command, "/", TimeSpan.FromSeconds(60), killOthers: false);
+
     /// <summary>Runs a command in the namespace to its end; background processes it left are killed before its output is read.</summary>
-    public async Task<(int ExitCode, string Output)> RunAsync(IReadOnlyList<string> command, string workingDirectory, TimeSpan timeout)
+    public async Task<(int ExitCode, string Output)> RunAsync(IReadOnlyList<string> command, string workingDirectory, TimeSpan timeout, bool killOthers = true)
     {
         var info = new ProcessStartInfo(ExternalProcess.Which("ip")) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = workingDirectory };
         foreach (var argument in (string[])["netns", "exec", Name, .. command])
@@ -71,7 +90,11 @@ internal sealed class NetworkNamespace : IAsyncDisposable
             }
         }
 
-        await KillAllAsync(); // jobs the command left in the background hold its output open
+        if (killOthers)
+        {
+            await KillAllAsync(); // jobs the command left in the background hold its output open
+        }
+
         var output = await stdout.WaitAsync(TimeSpan.FromSeconds(10)) + await stderr.WaitAsync(TimeSpan.FromSeconds(10));
         return (exited ? process.ExitCode : -1, exited ? output : $"timed out after {timeout}:\n{output}");
     }

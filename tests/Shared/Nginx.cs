@@ -19,10 +19,19 @@ internal sealed class Nginx : IAsyncDisposable
     /// <param name="httpBlock">The http{} body.</param>
     /// <param name="port">A port it listens on.</param>
     /// <param name="master">Run a master process, so <see cref="ReloadAsync"/> can reload it gracefully.</param>
-    public static async Task<Nginx> StartAsync(string httpBlock, int port, bool master = false)
+    /// <param name="ns">A network namespace to run it in (then the port is waited for there).</param>
+    /// <param name="mainBlock">Directives for nginx's main context (e.g. <c>user nobody;</c>).</param>
+    public static async Task<Nginx> StartAsync(string httpBlock, int port, bool master = false, NetworkNamespace? ns = null, string mainBlock = "")
     {
         var prefix = Directory.CreateTempSubdirectory("nginx-test-").FullName;
+        if (ns is not null && !OperatingSystem.IsWindows())
+        {
+            // Workers that run as nobody must reach the files of their prefix.
+            File.SetUnixFileMode(prefix, (UnixFileMode)0b111_101_101);
+        }
+
         var config = $$"""
+            {{mainBlock}}
             worker_processes 1;
             error_log {{prefix}}/error.log warn;
             pid {{prefix}}/nginx.pid;
@@ -38,12 +47,25 @@ internal sealed class Nginx : IAsyncDisposable
             }
             """;
         File.WriteAllText(Path.Combine(prefix, "nginx.conf"), config);
-        var process = ExternalProcess.Start(ExternalProcess.Which("nginx"),
-            ["-p", prefix, "-c", Path.Combine(prefix, "nginx.conf"), "-g", master ? "daemon off;" : "daemon off; master_process off;"]);
+        string[] arguments = ["-p", prefix, "-c", Path.Combine(prefix, "nginx.conf"), "-g", master ? "daemon off;" : "daemon off; master_process off;"];
+        var process = ns is null
+            ? ExternalProcess.Start(ExternalProcess.Which("nginx"), arguments)
+            : ns.Start([ExternalProcess.Which("nginx"), .. arguments]);
         var nginx = new Nginx(process, prefix);
         try
         {
-            await process.WaitForPortAsync(port);
+            if (ns is null)
+            {
+                await process.WaitForPortAsync(port);
+            }
+            else
+            {
+                await Eventually.HoldsAsync(async () =>
+                {
+                    var (_, listening) = await ns.ExecAsync("ss", "-ltnH");
+                    return (listening.Contains($":{port} ", StringComparison.Ordinal), listening);
+                }, $"nginx listening on port {port} in {ns.Name}");
+            }
         }
         catch
         {

@@ -1,9 +1,9 @@
+using BackendTls.Tests.Shared;
 using System.Diagnostics;
 using BackendTls.Policy.Loading;
 using BackendTls.Policy.Rendering;
 using BackendTls.Policy.Yaml;
 using BackendTls.Sidecar.Demo;
-using BackendTls.Tests.Support;
 
 namespace BackendTls.Tests.Policy;
 

@@ -1,4 +1,4 @@
-namespace BackendTls.Tests.Support;
+namespace BackendTls.Tests.Shared;
 
 /// <summary>
 /// Writes files the way kubelet updates a ConfigMap volume: into a new timestamped folder, then an atomic
