@@ -168,4 +168,43 @@ public sealed record NamedPort(
 
 [JsonSourceGenerationOptions(DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingDefault, UnmappedMemberHandling = JsonUnmappedMemberHandling.Skip)]
 [JsonSerializable(typeof(DestinationIndex))]
+[JsonSerializable(typeof(ServiceDestinations))]
 public sealed partial class DestinationIndexJsonContext : JsonSerializerContext;
+
+/// <summary>
+/// What the webhook's index sends a sidecar (<c>GET /index/v1?since=N</c>): everything (<see cref="Full"/>),
+/// or only the Services that changed since revision N and those removed. Long-polled: the answer comes
+/// when something changes, or empty after the poll timeout.
+/// </summary>
+public sealed record DestinationUpdate
+{
+    public const string UpdateKind = "DestinationUpdate";
+
+    [JsonPropertyName("apiVersion")]
+    public string ApiVersion { get; init; } = Model.SidecarConfig.CurrentApiVersion;
+
+    [JsonPropertyName("kind")]
+    public string Kind { get; init; } = UpdateKind;
+
+    /// <summary>Which webhook replica's numbering <see cref="Revision"/> is in; a revision of another epoch means nothing.</summary>
+    [JsonPropertyName("epoch")]
+    public string? Epoch { get; init; }
+
+    [JsonPropertyName("revision")]
+    public long Revision { get; init; }
+
+    /// <summary>True: <see cref="Services"/> is the whole index; false: only what changed.</summary>
+    [JsonPropertyName("full")]
+    public bool Full { get; init; }
+
+    [JsonPropertyName("services")]
+    public IReadOnlyList<ServiceDestinations> Services { get; init; } = [];
+
+    /// <summary>Services (<c>namespace/name</c>) gone since the revision asked about.</summary>
+    [JsonPropertyName("removed")]
+    public IReadOnlyList<string> Removed { get; init; } = [];
+}
+
+[JsonSourceGenerationOptions(DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingDefault, UnmappedMemberHandling = JsonUnmappedMemberHandling.Skip)]
+[JsonSerializable(typeof(DestinationUpdate))]
+public sealed partial class DestinationUpdateJsonContext : JsonSerializerContext;

@@ -22,6 +22,8 @@ internal interface IDestinationSource
 internal sealed class DestinationStore(SidecarMetrics metrics, ILogger<DestinationStore> logger) : IDestinationSource
 {
     private DestinationTable _current = DestinationTable.Empty;
+    private DestinationTable _fromFile = DestinationTable.Empty;
+    private bool _watched;
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private string? _lastFile;
 
@@ -57,7 +59,7 @@ internal sealed class DestinationStore(SidecarMetrics metrics, ILogger<Destinati
         _lastFile = text;
         if (text.Length == 0)
         {
-            Publish(DestinationTable.Empty);
+            PublishFile(DestinationTable.Empty);
             return;
         }
 
@@ -78,11 +80,28 @@ internal sealed class DestinationStore(SidecarMetrics metrics, ILogger<Destinati
             return;
         }
 
-        Publish(DestinationTable.Build(index));
+        PublishFile(DestinationTable.Build(index));
+    }
+
+    /// <summary>The mounted file's table: in use until the live index has answered once.</summary>
+    private void PublishFile(DestinationTable table)
+    {
+        _fromFile = table;
+        if (!_watched)
+        {
+            Publish(table);
+        }
+    }
+
+    /// <summary>The live index (the webhook's): from its first answer on, it is the table.</summary>
+    public void PublishWatched(DestinationTable table)
+    {
+        _watched = true;
+        Publish(table);
     }
 
     /// <summary>Swaps the table and wakes whoever waits for a change (held unknown destinations).</summary>
-    public void Publish(DestinationTable table)
+    private void Publish(DestinationTable table)
     {
         Volatile.Write(ref _current, table);
         metrics.DestinationIndexAddresses.Set(table.Addresses);

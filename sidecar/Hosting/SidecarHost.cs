@@ -37,6 +37,12 @@ internal static class SidecarHost
         builder.Services.AddSingleton<SidecarMetrics>();
         builder.Services.AddSingleton(new ConfigSettings(options.ConfigDir, options.ClusterDomain, options.ReloadPollInterval, upstream));
         builder.Services.AddSingleton<DestinationStore>();
+        if (options.IndexUrl is { } indexUrl)
+        {
+            builder.Services.AddSingleton(new IndexWatchSettings(indexUrl, options.IndexTokenFile, Path.Combine(options.ConfigDir, "index-ca.crt")));
+            builder.Services.AddHostedService<IndexWatcher>();
+        }
+
         builder.Services.AddSingleton<IDestinationSource>(sp => sp.GetRequiredService<DestinationStore>());
         builder.Services.AddSingleton(sp => new ConfigStore(sp.GetRequiredService<ConfigSettings>(), sp.GetRequiredService<SidecarMetrics>(),
             sp.GetRequiredService<ILoggerFactory>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<DestinationStore>().LoadFrom));

@@ -57,6 +57,12 @@ internal sealed record SidecarOptions
     /// <summary>How long a connection to an unknown destination waits for the index to learn of it.</summary>
     public TimeSpan UnknownHold { get; init; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>The webhook's live destination index (transparent mode); null: the mounted destinations.json only.</summary>
+    public Uri? IndexUrl { get; init; }
+
+    /// <summary>The projected service-account token the index is asked with.</summary>
+    public string IndexTokenFile { get; init; } = "/var/run/secrets/backendtls/index/token";
+
     public string LogFormat { get; init; } = "text";
 
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
@@ -87,6 +93,8 @@ internal sealed record SidecarOptions
             DrainTimeout = Set.Add("drain-timeout", d.DrainTimeout, FlagValues.Seconds(allowZero: true), "on SIGTERM, finish in-flight requests within", "SECONDS");
             CapturePort = Set.Add("capture-port", d.CapturePort, FlagValues.WholeNumber(0, 65535), "transparent capture listener on 127.0.0.1 and [::1] (0: off)", "PORT");
             UnknownDestination = Set.Add("unknown-destination", d.UnknownDestination, FlagValues.OneOf("deny", "passthrough"), "captured connections the index does not know", "deny|passthrough");
+            IndexUrl = Set.Add<Uri?>("index-url", null, ParseIndexUrl, "the webhook's live destination index (https://.../index/v1)", "URL");
+            IndexTokenFile = Set.Add("index-token-file", d.IndexTokenFile, FlagValues.Text, "projected service-account token for the index", "PATH");
             UnknownHold = Set.Add("unknown-hold", d.UnknownHold, FlagValues.Seconds(allowZero: true, max: 60), "wait this long for the index to learn an unknown destination", "SECONDS");
             LogFormat = Set.Add("log-format", d.LogFormat, FlagValues.OneOf("text", "json"), "json in containers", "text|json");
             LogLevel = Set.Add("log-level", d.LogLevel, ParseLevel, "Trace, Debug, Information, Warning, Error or Critical", "LEVEL");
@@ -126,6 +134,10 @@ internal sealed record SidecarOptions
 
         public Flag<TimeSpan> UnknownHold { get; }
 
+        public Flag<Uri?> IndexUrl { get; }
+
+        public Flag<string> IndexTokenFile { get; }
+
         public Flag<string> LogFormat { get; }
 
         public Flag<LogLevel> LogLevel { get; }
@@ -162,6 +174,8 @@ internal sealed record SidecarOptions
             CapturePort = flags.CapturePort.Value,
             UnknownDestination = flags.UnknownDestination.Value,
             UnknownHold = flags.UnknownHold.Value,
+            IndexUrl = flags.IndexUrl.Value,
+            IndexTokenFile = flags.IndexTokenFile.Value,
             LogFormat = flags.LogFormat.Value,
             LogLevel = flags.LogLevel.Value,
         };
@@ -192,6 +206,9 @@ internal sealed record SidecarOptions
             yield return $"--cluster-domain \"{ClusterDomain}\" is not a DNS name (e.g. cluster.local)";
         }
     }
+
+    private static (Uri?, string?) ParseIndexUrl(string value) =>
+        Uri.TryCreate(value, UriKind.Absolute, out var uri) && uri.Scheme == "https" ? (uri, null) : (null, "is not an https URL (e.g. https://backendtls-webhook.backendtls-system.svc:8443/index/v1)");
 
     private static (string, string?) ParseDomain(string value) =>
         BackendTls.Policy.Validation.Names.IsDns1123Subdomain(value) ? (value, null) : (value, "is not a DNS name (e.g. cluster.local)");

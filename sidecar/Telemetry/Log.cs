@@ -2,7 +2,7 @@ namespace BackendTls.Sidecar.Telemetry;
 
 /// <summary>
 /// Every log event of the sidecar, source-generated, with stable ids (dashboards and alerts key on them).
-/// 1xx lifecycle, 2xx config, 3xx upstream, 4xx requests. Next free ids: 112, 209, 305, 409.
+/// 1xx lifecycle, 2xx config, 3xx upstream, 4xx requests. Next free ids: 112, 211, 305, 409.
 /// </summary>
 internal static partial class Log
 {
@@ -65,6 +65,12 @@ internal static partial class Log
 
     [LoggerMessage(208, LogLevel.Error, "Destination index {Path} refused, keeping the last good one: {Problem}", EventName = "DestinationIndexRejected")]
     public static partial void DestinationIndexRejected(ILogger logger, string path, string problem);
+
+    [LoggerMessage(209, LogLevel.Warning, "Destination index {Url} unreachable: {Problem}; keeping the last index, retrying in {Seconds}s", EventName = "IndexWatchFailed")]
+    public static partial void IndexWatchFailed(ILogger logger, string url, string problem, double seconds);
+
+    [LoggerMessage(210, LogLevel.Information, "Destination index {Url} answers again", EventName = "IndexWatchRecovered")]
+    public static partial void IndexWatchRecovered(ILogger logger, string url);
 
     [LoggerMessage(300, LogLevel.Warning,
         "Upstream TLS to {Target} failed: {Reason}. SNI {Sni}; presented certificate subject \"{Subject}\", SANs [{Sans}], issuer \"{Issuer}\", valid {NotBefore:u} to {NotAfter:u}. {Detail}",

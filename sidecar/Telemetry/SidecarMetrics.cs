@@ -54,6 +54,8 @@ internal sealed class SidecarMetrics
             ["outcome", "target"]);
         DestinationIndexAddresses = factory.CreateGauge("backendtls_destination_index_addresses",
             "Distinct (address, port) destinations in the index the capture listener looks original destinations up in.");
+        DestinationIndexWatchConnected = factory.CreateGauge("backendtls_destination_index_watch_connected",
+            "1 while the webhook's live destination index answers, 0 when it cannot be reached (the last index stays in use).");
     }
 
     public CollectorRegistry Registry { get; }
@@ -83,6 +85,8 @@ internal sealed class SidecarMetrics
     public Counter CapturedConnections { get; }
 
     public Gauge DestinationIndexAddresses { get; }
+
+    public Gauge DestinationIndexWatchConnected { get; }
 
     /// <summary>The request counters and duration of one target, with the label lookups done once.</summary>
     public RequestSeries RequestsFor(string target) => new(Requests, RequestDuration.WithLabels(target), target);

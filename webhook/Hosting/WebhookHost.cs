@@ -2,6 +2,8 @@ using System.Security.Authentication;
 using BackendTls.Webhook.Admin;
 using BackendTls.Webhook.Admission;
 using BackendTls.Webhook.Certificates;
+using BackendTls.Webhook.Cluster;
+using BackendTls.Webhook.Index;
 using BackendTls.Webhook.Controller;
 using BackendTls.Webhook.Injection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -75,6 +77,7 @@ internal static class WebhookHost
 
         var app = builder.Build();
         var endpoint = app.Services.GetRequiredService<AdmissionEndpoint>();
+        var index = app.Services.GetService<IndexEndpoint>();
         var metrics = app.Services.GetRequiredService<WebhookMetrics>();
         var source = app.Services.GetRequiredService<ICertificateSource>();
         var metricsPort = options.Metrics.Port;
@@ -82,9 +85,14 @@ internal static class WebhookHost
         {
             if (context.Connection.LocalPort != metricsPort)
             {
-                return context.Request.Path == "/mutate"
-                    ? endpoint.HandleAsync(context)
-                    : Text(context, StatusCodes.Status404NotFound, "not found; the webhook serves POST /mutate\n");
+                return context.Request.Path.Value switch
+                {
+                    "/mutate" => endpoint.HandleAsync(context),
+                    "/index/v1" => index is not null
+                        ? index.HandleAsync(context)
+                        : Text(context, StatusCodes.Status503ServiceUnavailable, "no destination index: the webhook has no Kubernetes API to watch\n"),
+                    _ => Text(context, StatusCodes.Status404NotFound, "not found; the webhook serves POST /mutate and GET /index/v1\n"),
+                };
             }
 
             return context.Request.Path.Value switch
@@ -103,16 +111,22 @@ internal static class WebhookHost
     /// <summary>The API client, only when something needs it (namespace lookups, self-managed certificates).</summary>
     private static void AddKubernetes(IServiceCollection services, WebhookOptions options)
     {
-        var needsApi = options.NamespaceLookup || options.Controller || options.CertificateMode == "self-managed";
         var available = KubernetesClientConfiguration.IsInCluster() || File.Exists(KubernetesClientConfiguration.KubeConfigDefaultLocation);
-        if (needsApi && available)
+        if (available)
         {
             services.AddSingleton<IKubernetes>(_ => new Kubernetes(KubernetesClientConfiguration.BuildDefaultConfig()));
+            // Watch caches: admission reads namespaces and capture ports from memory; sidecars read the index.
+            services.AddSingleton<DestinationFeed>();
+            services.AddSingleton<ClusterView>();
+            services.AddHostedService(sp => sp.GetRequiredService<ClusterView>());
+            services.AddSingleton<ICapturePortSource>(sp => sp.GetRequiredService<ClusterView>());
+            services.AddSingleton<ITokenReviewer, KubernetesTokenReviewer>();
+            services.AddSingleton<IndexEndpoint>();
         }
 
         if (options.NamespaceLookup && available)
         {
-            services.AddSingleton<INamespaceInjectionSource, KubernetesNamespaceSource>();
+            services.AddSingleton<INamespaceInjectionSource>(sp => sp.GetRequiredService<ClusterView>());
         }
         else
         {

@@ -142,6 +142,9 @@ internal sealed class InjectorFlags
     private readonly Flag<string> _cpuLimit;
     private readonly Flag<string> _memoryLimit;
     private readonly Flag<string> _webhookNamespace;
+    private readonly Flag<string> _captureMode;
+    private readonly Flag<string> _captureImage;
+    private readonly Flag<string> _indexUrl;
 
     public InjectorFlags(FlagSet set)
     {
@@ -154,6 +157,9 @@ internal sealed class InjectorFlags
         _cpuLimit = set.Add("cpu-limit", d.CpuLimit ?? string.Empty, QuantityOrNone, "the sidecar's CPU limit", "QUANTITY|none", defaultText: "none");
         _memoryLimit = set.Add("memory-limit", d.MemoryLimit ?? string.Empty, QuantityOrNone, "the sidecar's memory limit", "QUANTITY|none");
         _webhookNamespace = set.Add("webhook-namespace", d.WebhookNamespace, FlagValues.Text, "never injected (POD_NAMESPACE)", "NS");
+        _captureMode = set.Add("capture-mode", d.CaptureMode, FlagValues.OneOf("transparent", "explicit"), "how gateway traffic reaches the sidecar, by default", "transparent|explicit");
+        _captureImage = set.Add("capture-init-image", d.CaptureInitImage, FlagValues.Text, "the capture-init image (Dockerfile.sidecar, target capture-init)", "IMAGE");
+        _indexUrl = set.Add("index-url", string.Empty, FlagValues.Text, "the destination index sidecars follow [https://SERVICE.WEBHOOK-NAMESPACE.svc:8443/index/v1]", "URL", defaultText: null);
     }
 
     private static (string, string?) Quantity(string value) =>
@@ -171,5 +177,8 @@ internal sealed class InjectorFlags
         CpuLimit = _cpuLimit.Value is { Length: > 0 } cpu ? cpu : null,
         MemoryLimit = _memoryLimit.Value is { Length: > 0 } memory ? memory : null,
         WebhookNamespace = _webhookNamespace.Value,
+        CaptureMode = _captureMode.Value,
+        CaptureInitImage = _captureImage.Value,
+        IndexUrl = _indexUrl.IsSet ? _indexUrl.Value : $"https://backendtls-webhook.{_webhookNamespace.Value}.svc:8443/index/v1",
     };
 }

@@ -35,10 +35,10 @@ internal sealed record InjectionStatus
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string? InitContainer { get; init; }
 
-    /// <summary>The xtables lock volume, in transparent mode.</summary>
-    [JsonPropertyName("extraVolume")]
+    /// <summary>The xtables lock and index token volumes, in transparent mode.</summary>
+    [JsonPropertyName("extraVolumes")]
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
-    public string? ExtraVolume { get; init; }
+    public IReadOnlyList<string>? ExtraVolumes { get; init; }
 
     public string Serialize() => JsonSerializer.Serialize(this, InjectionStatusJson.Default.InjectionStatus);
 

@@ -113,9 +113,9 @@ internal static class PodInjector
         }
 
         EnsureArray(spec, "volumes").Add(rendered.Volume);
-        if (rendered.XtablesVolume is { } xtables)
+        foreach (var volume in rendered.CaptureVolumes)
         {
-            EnsureArray(spec, "volumes").Add(xtables);
+            EnsureArray(spec, "volumes").Add(volume);
         }
 
         var metadata = EnsureObject(mutated, "metadata");
@@ -153,7 +153,7 @@ internal static class PodInjector
             TemplateHash = rendered.Hash,
             AddedAnnotations = added,
             InitContainer = rendered.CaptureInit is null ? null : InjectorSettings.CaptureInitName,
-            ExtraVolume = rendered.XtablesVolume is null ? null : InjectorSettings.XtablesVolumeName,
+            ExtraVolumes = rendered.CaptureVolumes.Count == 0 ? null : rendered.CaptureVolumes.Select(v => (string)v["name"]!).ToList(),
         }.Serialize();
 
         var outcome = previous is null ? InjectionOutcome.Injected : InjectionOutcome.Updated;
@@ -216,7 +216,7 @@ internal static class PodInjector
 
         if (spec["volumes"] is JsonArray volumes)
         {
-            RemoveWhere(volumes, v => (string?)v?["name"] == previous.Volume || (previous.ExtraVolume is not null && (string?)v?["name"] == previous.ExtraVolume));
+            RemoveWhere(volumes, v => (string?)v?["name"] == previous.Volume || previous.ExtraVolumes?.Contains((string?)v?["name"] ?? string.Empty) == true);
             if (volumes.Count == 0)
             {
                 spec.Remove("volumes");

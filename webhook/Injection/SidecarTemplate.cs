@@ -14,7 +14,10 @@ namespace BackendTls.Webhook.Injection;
 internal static class SidecarTemplate
 {
     /// <summary>The sidecar, its policy volume, and in transparent mode the capture-init container and its xtables lock volume.</summary>
-    public sealed record Rendered(JsonObject Container, JsonObject Volume, JsonObject? CaptureInit, JsonObject? XtablesVolume, string Hash);
+    public sealed record Rendered(JsonObject Container, JsonObject Volume, JsonObject? CaptureInit, IReadOnlyList<JsonObject> CaptureVolumes, string Hash);
+
+    public const string IndexTokenVolume = "backendtls-index-token";
+    public const string IndexTokenDirectory = "/var/run/secrets/backendtls/index";
 
     public static Rendered Render(InjectorSettings settings, CaptureConfig capture)
     {
@@ -34,7 +37,11 @@ internal static class SidecarTemplate
                 "--log-level", settings.LogLevel,
                 "--log-format", "json",
                 .. capture.Transparent
-                    ? new[] { "--capture-port", capture.RedirectPort.ToString(CultureInfo.InvariantCulture), "--unknown-destination", settings.UnknownDestination }
+                    ? new[]
+                    {
+                        "--capture-port", capture.RedirectPort.ToString(CultureInfo.InvariantCulture), "--unknown-destination", settings.UnknownDestination,
+                        "--index-url", settings.IndexUrl, "--index-token-file", $"{IndexTokenDirectory}/token",
+                    }
                     : [],
             ],
             Ports = [new V1ContainerPort { ContainerPort = InjectorSettings.AdminPort, Name = InjectorSettings.AdminPortName, Protocol = "TCP" }],
@@ -58,7 +65,11 @@ internal static class SidecarTemplate
                 Capabilities = new V1Capabilities { Drop = ["ALL"] },
                 SeccompProfile = new V1SeccompProfile { Type = "RuntimeDefault" },
             },
-            VolumeMounts = [new V1VolumeMount { MountPath = InjectorSettings.ConfigMountPath, Name = InjectorSettings.VolumeName, ReadOnlyProperty = true }],
+            VolumeMounts =
+            [
+                new V1VolumeMount { MountPath = InjectorSettings.ConfigMountPath, Name = InjectorSettings.VolumeName, ReadOnlyProperty = true },
+                .. capture.Transparent ? new[] { new V1VolumeMount { MountPath = IndexTokenDirectory, Name = IndexTokenVolume, ReadOnlyProperty = true } } : [],
+            ],
             TerminationMessagePolicy = "FallbackToLogsOnError",
         };
 
@@ -89,9 +100,24 @@ internal static class SidecarTemplate
         var containerJson = ToJson(container);
         var volumeJson = ToJson(volume);
         var (init, xtables) = capture.Transparent ? CaptureInit(settings, capture) : (null, null);
+        // The index is asked with a token for its audience only, rotated by kubelet.
+        JsonObject[] captureVolumes = capture.Transparent
+            ?
+            [
+                xtables!,
+                ToJson(new V1Volume
+                {
+                    Name = IndexTokenVolume,
+                    Projected = new V1ProjectedVolumeSource
+                    {
+                        Sources = [new V1VolumeProjection { ServiceAccountToken = new V1ServiceAccountTokenProjection { Audience = "backendtls-index", ExpirationSeconds = 3600, Path = "token" } }],
+                    },
+                }),
+            ]
+            : [];
         var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(
-            containerJson.ToJsonString() + volumeJson.ToJsonString() + init?.ToJsonString() + xtables?.ToJsonString())))[..16];
-        return new Rendered(containerJson, volumeJson, init, xtables, hash);
+            containerJson.ToJsonString() + volumeJson.ToJsonString() + init?.ToJsonString() + string.Concat(captureVolumes.Select(v => v.ToJsonString())))))[..16];
+        return new Rendered(containerJson, volumeJson, init, captureVolumes, hash);
     }
 
     /// <summary>

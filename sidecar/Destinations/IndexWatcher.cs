@@ -1,0 +1,140 @@
+using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
+using System.Text.Json;
+using BackendTls.Policy.Destinations;
+using BackendTls.Policy.Loading;
+using BackendTls.Policy.Validation;
+using BackendTls.Sidecar.Failures;
+using BackendTls.Sidecar.Telemetry;
+
+namespace BackendTls.Sidecar.Destinations;
+
+/// <summary>Where the live destination index comes from (flags).</summary>
+internal sealed record IndexWatchSettings(Uri Url, string TokenFile, string CaFile);
+
+/// <summary>
+/// Follows the webhook's destination index (<c>GET /index/v1</c>, long-polled): a full index first, then
+/// what changed, so a new endpoint reaches the capture listener about as soon as its EndpointSlice changes.
+/// Authenticated with the pod's projected service-account token (re-read on every request: kubelet rotates
+/// it); the webhook's certificate is checked against <c>index-ca.crt</c> of the config directory. The files
+/// are the bootstrap and the fallback: until the first answer, and while the webhook cannot be reached, the
+/// last index (watched or mounted) stays in use.
+/// </summary>
+internal sealed partial class IndexWatcher(IndexWatchSettings settings, DestinationStore store, SidecarMetrics metrics, ILogger<IndexWatcher> logger) : BackgroundService
+{
+    private readonly Dictionary<string, ServiceDestinations> _services = new(StringComparer.Ordinal);
+    private string? _epoch;
+    private long _revision;
+    private string? _lastProblem;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var handler = new SocketsHttpHandler
+        {
+            UseProxy = false,
+            PooledConnectionIdleTimeout = TimeSpan.FromMinutes(2),
+            SslOptions = new SslClientAuthenticationOptions { RemoteCertificateValidationCallback = ValidateWebhook },
+        };
+        using var client = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(60) };
+        var backoff = TimeSpan.FromSeconds(1);
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                var token = (await File.ReadAllTextAsync(settings.TokenFile, stoppingToken)).Trim();
+                using var request = new HttpRequestMessage(HttpMethod.Get, $"{settings.Url}?wait=true&epoch={Uri.EscapeDataString(_epoch ?? string.Empty)}&since={_revision}");
+                request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+                using var response = await client.SendAsync(request, stoppingToken);
+                if (!response.IsSuccessStatusCode)
+                {
+                    throw new IOException($"the index answered {(int)response.StatusCode}: {(await response.Content.ReadAsStringAsync(stoppingToken)).Trim()}");
+                }
+
+                var update = await JsonSerializer.DeserializeAsync(await response.Content.ReadAsStreamAsync(stoppingToken),
+                    DestinationUpdateJsonContext.Default.DestinationUpdate, stoppingToken) ?? throw new IOException("the index answered nothing");
+                Apply(update);
+                metrics.DestinationIndexWatchConnected.Set(1);
+                if (_lastProblem is not null)
+                {
+                    Log.IndexWatchRecovered(logger, settings.Url.ToString());
+                    _lastProblem = null;
+                }
+
+                backoff = TimeSpan.FromSeconds(1);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e) when (e is IOException or HttpRequestException or JsonException or UnauthorizedAccessException or TaskCanceledException)
+            {
+                metrics.DestinationIndexWatchConnected.Set(0);
+                var problem = e is HttpRequestException http ? SocketErrorText.Describe(http) : e.Message;
+                if (problem != _lastProblem)
+                {
+                    Log.IndexWatchFailed(logger, settings.Url.ToString(), problem, backoff.TotalSeconds);
+                    _lastProblem = problem;
+                }
+
+                await Task.Delay(backoff, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
+            }
+        }
+    }
+
+    private void Apply(DestinationUpdate update)
+    {
+        var changed = update.Full || update.Services.Count > 0 || update.Removed.Count > 0 || update.Epoch != _epoch;
+        if (update.Full)
+        {
+            _services.Clear();
+        }
+
+        foreach (var removed in update.Removed)
+        {
+            _services.Remove(removed);
+        }
+
+        foreach (var service in update.Services)
+        {
+            _services[$"{service.Namespace}/{service.Name}"] = service;
+        }
+
+        _epoch = update.Epoch;
+        _revision = update.Revision;
+        if (changed)
+        {
+            store.PublishWatched(DestinationTable.Build(new DestinationIndex { Revision = $"{_epoch}:{_revision}", Services = [.. _services.Values] }));
+        }
+    }
+
+    /// <summary>The webhook's certificate must chain to index-ca.crt and name the URL's host.</summary>
+    private bool ValidateWebhook(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
+    {
+        if (certificate is not X509Certificate2 leaf || (errors & (SslPolicyErrors.RemoteCertificateNameMismatch | SslPolicyErrors.RemoteCertificateNotAvailable)) != 0)
+        {
+            return false;
+        }
+
+        X509Certificate2Collection? anchors;
+        try
+        {
+            anchors = CaBundle.Parse(BoundedFile.ReadText(settings.CaFile, BoundedFile.MaxConfigFileBytes), out _);
+        }
+        catch (FileReadException)
+        {
+            return false;
+        }
+
+        if (anchors is null)
+        {
+            return false;
+        }
+
+        using var custom = new X509Chain();
+        custom.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        custom.ChainPolicy.CustomTrustStore.AddRange(anchors);
+        custom.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        return custom.Build(leaf);
+    }
+}
