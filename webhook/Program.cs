@@ -24,7 +24,18 @@ switch (command)
             return 2;
         }
 
-        await using (var app = WebhookHost.Build(options))
+        WebApplication app;
+        try
+        {
+            app = WebhookHost.Build(options);
+        }
+        catch (ArgumentException e)
+        {
+            await Console.Error.WriteLineAsync("backendtls-webhook: " + e.Message);
+            return 2;
+        }
+
+        await using (app)
         {
             await app.RunAsync();
         }

@@ -30,13 +30,21 @@ public sealed record DestinationIndex
     public IReadOnlyList<ServiceDestinations> Services { get; init; } = [];
 
     /// <summary>
-    /// The destination ports a connection to a Service port can use: the Service port itself (for gateways
+    /// The capture ports of rendered targets, once each, in order: every target's Service port (for gateways
     /// that dial the ClusterIP) and the endpoint ports behind it (a named targetPort can differ per slice).
     /// </summary>
-    public IEnumerable<int> PortsOf(string ns, string name, int servicePort)
+    public IReadOnlyList<int> CapturePorts(IEnumerable<Model.TargetConfig> targets)
+    {
+        var byName = Services.ToDictionary(s => (s.Namespace, s.Name));
+        return targets
+            .Where(t => t.Service is { Namespace: not null, Name: not null })
+            .SelectMany(t => PortsOf(byName.GetValueOrDefault((t.Service!.Namespace!, t.Service.Name!)), t.Service.Port))
+            .Distinct().Order().ToList();
+    }
+
+    private static IEnumerable<int> PortsOf(ServiceDestinations? service, int servicePort)
     {
         yield return servicePort;
-        var service = Services.FirstOrDefault(s => s.Namespace == ns && s.Name == name);
         var portName = service?.Ports.FirstOrDefault(p => p.Port == servicePort)?.Name;
         if (service is null || portName is null)
         {

@@ -73,7 +73,7 @@ public static class PolicyRenderer
         {
             [Destinations.DestinationIndex.FileName] = JsonSerializer.Serialize(index, Destinations.DestinationIndexJsonContext.Default.DestinationIndex),
         };
-        return result with { Files = files };
+        return result with { Files = files, Destinations = index };
     }
 
     /// <summary>Convenience for callers holding YAML texts: (name, content) pairs.</summary>

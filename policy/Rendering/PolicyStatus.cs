@@ -35,7 +35,11 @@ public sealed record RenderResult(
     SidecarConfig Config,
     IReadOnlyDictionary<string, string> Files,
     IReadOnlyList<PolicyResult> Policies,
-    IReadOnlyList<string> Notes);
+    IReadOnlyList<string> Notes)
+{
+    /// <summary>The destination index written as destinations.json (null with <see cref="DestinationScope.None"/>).</summary>
+    public Destinations.DestinationIndex? Destinations { get; init; }
+}
 
 /// <summary>Which Services render puts into the destination index (destinations.json).</summary>
 public enum DestinationScope

@@ -26,6 +26,7 @@ internal sealed partial class IndexWatcher(IndexWatchSettings settings, Destinat
     private string? _epoch;
     private long _revision;
     private string? _lastProblem;
+    private string? _certificateProblem;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -41,6 +42,11 @@ internal sealed partial class IndexWatcher(IndexWatchSettings settings, Destinat
         {
             try
             {
+                if (!File.Exists(settings.CaFile))
+                {
+                    throw new IOException($"{settings.CaFile} does not exist (the controller writes the webhook's CA there as {Path.GetFileName(settings.CaFile)}); the mounted destination index stays in use");
+                }
+
                 var token = (await File.ReadAllTextAsync(settings.TokenFile, stoppingToken)).Trim();
                 using var request = new HttpRequestMessage(HttpMethod.Get, $"{settings.Url}?wait=true&epoch={Uri.EscapeDataString(_epoch ?? string.Empty)}&since={_revision}");
                 request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
@@ -69,7 +75,10 @@ internal sealed partial class IndexWatcher(IndexWatchSettings settings, Destinat
             catch (Exception e) when (e is IOException or HttpRequestException or JsonException or UnauthorizedAccessException or TaskCanceledException)
             {
                 metrics.DestinationIndexWatchConnected.Set(0);
-                var problem = e is HttpRequestException http ? SocketErrorText.Describe(http) : e.Message;
+                var problem = e is HttpRequestException && _certificateProblem is { } certificate
+                    ? $"the webhook's certificate was refused: {certificate}"
+                    : e is HttpRequestException http ? SocketErrorText.Describe(http) : e.Message;
+                _certificateProblem = null;
                 if (problem != _lastProblem)
                 {
                     Log.IndexWatchFailed(logger, settings.Url.ToString(), problem, backoff.TotalSeconds);
@@ -111,30 +120,42 @@ internal sealed partial class IndexWatcher(IndexWatchSettings settings, Destinat
     /// <summary>The webhook's certificate must chain to index-ca.crt and name the URL's host.</summary>
     private bool ValidateWebhook(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
     {
-        if (certificate is not X509Certificate2 leaf || (errors & (SslPolicyErrors.RemoteCertificateNameMismatch | SslPolicyErrors.RemoteCertificateNotAvailable)) != 0)
+        _certificateProblem = Refusal(certificate, errors);
+        return _certificateProblem is null;
+    }
+
+    private string? Refusal(X509Certificate? certificate, SslPolicyErrors errors)
+    {
+        if (certificate is not X509Certificate2 leaf)
         {
-            return false;
+            return "it sent none";
+        }
+
+        if ((errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0)
+        {
+            return $"it does not name {settings.Url.Host}";
         }
 
         X509Certificate2Collection? anchors;
         try
         {
-            anchors = CaBundle.Parse(BoundedFile.ReadText(settings.CaFile, BoundedFile.MaxConfigFileBytes), out _);
+            anchors = CaBundle.Parse(BoundedFile.ReadText(settings.CaFile, BoundedFile.MaxConfigFileBytes), out var problem);
+            if (anchors is null)
+            {
+                return $"{settings.CaFile}: {problem}";
+            }
         }
-        catch (FileReadException)
+        catch (FileReadException e)
         {
-            return false;
-        }
-
-        if (anchors is null)
-        {
-            return false;
+            return e.Message;
         }
 
         using var custom = new X509Chain();
         custom.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
         custom.ChainPolicy.CustomTrustStore.AddRange(anchors);
         custom.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-        return custom.Build(leaf);
+        return custom.Build(leaf)
+            ? null
+            : $"it does not chain to {settings.CaFile} ({string.Join(", ", custom.ChainStatus.Select(s => s.Status))})";
     }
 }

@@ -1,4 +1,7 @@
 using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
 
 namespace BackendTls.Tests.Shared;
 
@@ -7,7 +10,7 @@ namespace BackendTls.Tests.Shared;
 /// other tests, and nothing outside is reachable. Disposing kills every process still in it and deletes it,
 /// whatever happened in the test.
 /// </summary>
-internal sealed class NetworkNamespace : IAsyncDisposable
+internal sealed partial class NetworkNamespace : IAsyncDisposable
 {
     private static int _counter;
 
@@ -130,9 +133,71 @@ internal sealed class NetworkNamespace : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// A listening TCP socket inside the namespace, for a server of the test's own process (Kestrel's
+    /// ListenHandle): a socket belongs to the namespace it was made in, so one thread enters the namespace
+    /// (setns), makes it and leaves.
+    /// </summary>
+    public Socket Listen(IPEndPoint endpoint)
+    {
+        Socket? socket = null;
+        Exception? error = null;
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                using var home = File.OpenHandle("/proc/thread-self/ns/net");
+                using var target = File.OpenHandle($"/var/run/netns/{Name}");
+                Enter(target);
+                try
+                {
+                    socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+                    socket.Bind(endpoint);
+                    socket.Listen(512);
+                }
+                finally
+                {
+                    Enter(home);
+                }
+            }
+            catch (Exception e)
+            {
+                error = e;
+            }
+        });
+        thread.Start();
+        thread.Join();
+        return socket ?? throw new InvalidOperationException($"cannot listen on {endpoint} in {Name}", error);
+    }
+
+    private static void Enter(Microsoft.Win32.SafeHandles.SafeFileHandle ns)
+    {
+        const int CloneNewNet = 0x40000000;
+        if (SetNamespace((int)ns.DangerousGetHandle(), CloneNewNet) != 0)
+        {
+            throw new InvalidOperationException($"setns failed: errno {Marshal.GetLastPInvokeError()}");
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "setns", SetLastError = true)]
+    private static partial int SetNamespace(int fd, int type);
+
+    /// <summary>A file of the namespace's own /etc (ip netns exec bind-mounts /etc/netns/NAME/FILE over /etc/FILE), e.g. hosts.</summary>
+    public void WriteEtcFile(string file, string content)
+    {
+        Directory.CreateDirectory(EtcDirectory);
+        File.WriteAllText(Path.Combine(EtcDirectory, file), content);
+    }
+
+    private string EtcDirectory => $"/etc/netns/{Name}";
+
     public async ValueTask DisposeAsync()
     {
         await KillAllAsync();
         await ExternalProcess.RunAsync(ExternalProcess.Which("ip"), ["netns", "del", Name]);
+        if (Directory.Exists(EtcDirectory))
+        {
+            Directory.Delete(EtcDirectory, recursive: true);
+        }
     }
 }

@@ -114,7 +114,7 @@ internal static class InjectCommand
 
         var rendered = PolicyRenderer.Render(objects, DestinationScope.None);
         var index = DestinationIndex.Build(objects);
-        return new StaticCapturePorts(rendered.Config.Targets!.SelectMany(t => index.PortsOf(t.Service!.Namespace!, t.Service.Name!, t.Service.Port)));
+        return new StaticCapturePorts(index.CapturePorts(rendered.Config.Targets!));
     }
 
     private static void Visit(JsonNode node, InjectorSettings settings, ICapturePortSource capturePorts, List<string> messages)

@@ -61,8 +61,17 @@ internal sealed partial class ClusterView : BackgroundService, ICapturePortSourc
             s => $"{s.Metadata.NamespaceProperty}/{s.Metadata.Name}",
             ProjectSlice,
             logger);
-        _services.Changed += keys => { OnServicesChanged(keys); MarkPortsDirty(); };
-        _slices.Changed += OnSlicesChanged;
+        _services.Changed += keys =>
+        {
+            OnServicesChanged(keys);
+            MarkPortsDirty();
+            MarkFeedReady();
+        };
+        _slices.Changed += keys =>
+        {
+            OnSlicesChanged(keys);
+            MarkFeedReady();
+        };
     }
 
     public DestinationFeed Feed { get; }
@@ -214,6 +223,15 @@ internal sealed partial class ClusterView : BackgroundService, ICapturePortSourc
         Feed.Set(serviceKey, entry with { Endpoints = sets });
     }
 
+    /// <summary>Once both Services and EndpointSlices have been listed (and their entries built), the index may be served.</summary>
+    private void MarkFeedReady()
+    {
+        if (_services.Synced && _slices.Synced)
+        {
+            Feed.MarkReady();
+        }
+    }
+
     private void MarkPortsDirty()
     {
         try
@@ -236,7 +254,7 @@ internal sealed partial class ClusterView : BackgroundService, ICapturePortSourc
             var services = _services.Snapshot().Values.ToList();
             var rendered = PolicyRenderer.Render([.. _policies?.Snapshot().Values ?? [], .. services], DestinationScope.None);
             var index = new DestinationIndex { Services = Feed.Since(null, 0).Services };
-            var ports = rendered.Config.Targets!.SelectMany(t => index.PortsOf(t.Service!.Namespace!, t.Service.Name!, t.Service.Port)).Distinct().Order().ToList();
+            var ports = index.CapturePorts(rendered.Config.Targets!);
             if (!ports.SequenceEqual(Volatile.Read(ref _ports)))
             {
                 Volatile.Write(ref _ports, ports);

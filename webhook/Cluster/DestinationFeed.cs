@@ -20,6 +20,11 @@ internal sealed class DestinationFeed(int maxTombstones = 100_000)
     /// <summary>This replica's numbering: revisions are counted per process, so a sidecar that moves to another replica starts over.</summary>
     public string Epoch { get; } = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
 
+    /// <summary>Whether Services and EndpointSlices have been listed once: before that the index is incomplete and not served.</summary>
+    public bool Ready { get; private set; }
+
+    public void MarkReady() => Ready = true;
+
     public long Revision
     {
         get

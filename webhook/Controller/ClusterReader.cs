@@ -12,9 +12,10 @@ namespace BackendTls.Webhook.Controller;
 /// Reads what the reconcile needs from the API: BackendTLSPolicies (v1, or v1alpha3 where only that is
 /// served), Services, only the ConfigMaps and Secrets the policies reference (of a Secret only
 /// <c>ca.crt</c> is kept: private keys never enter the controller's state), and the namespaces running
-/// injected pods.
+/// injected pods, the EndpointSlices of policy targets (the ConfigMaps' bootstrap index, and the ports the
+/// pods must capture), the injected pods' capture settings, and the webhook's serving CA.
 /// </summary>
-internal sealed class ClusterReader(IKubernetes client)
+internal sealed class ClusterReader(IKubernetes client, string webhookConfiguration)
 {
     public const string Group = "gateway.networking.k8s.io";
     private static readonly string[] Versions = ["v1", "v1alpha3"];
@@ -44,7 +45,84 @@ internal sealed class ClusterReader(IKubernetes client)
         var optedInPods = await client.CoreV1.ListPodForAllNamespacesAsync(labelSelector: $"{InjectionLabels.Inject}={InjectionLabels.Enabled}", cancellationToken: cancellationToken);
         injected.UnionWith(optedInPods.Items.Select(p => p.Metadata.NamespaceProperty));
         injected.ExceptWith(InjectorSettings.SystemNamespaces);
-        return new ClusterState(objects, injected);
+        objects.AddRange(await ReadTargetSlicesAsync(policies, cancellationToken));
+        return new ClusterState(objects, injected)
+        {
+            Pods = await ReadInjectedPodsAsync(injected, cancellationToken),
+            IndexCa = await ReadServingCaAsync(cancellationToken),
+        };
+    }
+
+    /// <summary>The EndpointSlices of the Services the policies name (by the service-name label).</summary>
+    private async Task<List<KubeObject>> ReadTargetSlicesAsync(List<KubeObject> policies, CancellationToken cancellationToken)
+    {
+        var slices = new List<KubeObject>();
+        var services = policies.SelectMany(p => (p["spec.targetRefs"] as JsonArray ?? [])
+                .Where(r => (KubeObject.AsString(r?["kind"]) ?? "Service") == "Service" && KubeObject.AsString(r?["name"]) is not null)
+                .Select(r => (p.Namespace, Name: KubeObject.AsString(r?["name"])!)))
+            .Distinct();
+        foreach (var (ns, name) in services)
+        {
+            var list = await client.DiscoveryV1.ListNamespacedEndpointSliceAsync(ns, labelSelector: $"kubernetes.io/service-name={name}", cancellationToken: cancellationToken);
+            slices.AddRange(list.Items.Select(s => ToKubeObject(s, "discovery.k8s.io/v1", "EndpointSlice")));
+        }
+
+        return slices;
+    }
+
+    /// <summary>Pods of the injected namespaces that carry the injector's capture-config annotation.</summary>
+    private async Task<List<InjectedPod>> ReadInjectedPodsAsync(IEnumerable<string> namespaces, CancellationToken cancellationToken)
+    {
+        var pods = new List<InjectedPod>();
+        foreach (var ns in namespaces.Order(StringComparer.Ordinal))
+        {
+            var list = await client.CoreV1.ListNamespacedPodAsync(ns, cancellationToken: cancellationToken);
+            foreach (var pod in list.Items.Where(p => p.Status?.Phase is not ("Succeeded" or "Failed")))
+            {
+                if (CaptureConfig.TryParse((pod.Metadata.Annotations is { } annotations && annotations.TryGetValue(InjectionLabels.CaptureConfig, out var text) ? text : null)) is { } capture)
+                {
+                    var (owner, workload) = OwnerOf(pod);
+                    pods.Add(new InjectedPod(ns, pod.Metadata.Name, capture, owner, workload));
+                }
+            }
+        }
+
+        return pods;
+    }
+
+    /// <summary>The pod's controller, as people know it: a ReplicaSet made by a Deployment is named for the Deployment.</summary>
+    private static (EventSubject? Owner, string? Workload) OwnerOf(k8s.Models.V1Pod pod)
+    {
+        var owner = pod.Metadata.OwnerReferences?.FirstOrDefault(o => o.Controller == true);
+        if (owner is null)
+        {
+            return (null, null);
+        }
+
+        var ns = pod.Metadata.NamespaceProperty;
+        if (owner.Kind == "ReplicaSet" && pod.Metadata.Labels is { } labels && labels.TryGetValue("pod-template-hash", out var hash) && owner.Name.EndsWith("-" + hash, StringComparison.Ordinal))
+        {
+            var deployment = owner.Name[..^(hash.Length + 1)];
+            return (new EventSubject("apps/v1", "Deployment", ns, deployment), $"deployment/{deployment}");
+        }
+
+        var workload = owner.Kind is "Deployment" or "StatefulSet" or "DaemonSet" ? $"{owner.Kind.ToLowerInvariant()}/{owner.Name}" : null;
+        return (new EventSubject(owner.ApiVersion, owner.Kind, ns, owner.Name, owner.Uid), workload);
+    }
+
+    /// <summary>The CA bundle of our MutatingWebhookConfiguration (cert-manager's CA injector or the self-managed mode fills it).</summary>
+    private async Task<string?> ReadServingCaAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            var configuration = await client.AdmissionregistrationV1.ReadMutatingWebhookConfigurationAsync(webhookConfiguration, cancellationToken: cancellationToken);
+            var bundle = configuration.Webhooks?.Select(w => w.ClientConfig?.CaBundle).FirstOrDefault(b => b is { Length: > 0 });
+            return bundle is null ? null : System.Text.Encoding.ASCII.GetString(bundle);
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode is HttpStatusCode.NotFound or HttpStatusCode.Forbidden)
+        {
+            return null; // no index CA: sidecars keep the mounted destination index
+        }
     }
 
     private async Task<List<KubeObject>> ReadPoliciesAsync(CancellationToken cancellationToken)

@@ -119,36 +119,37 @@ internal sealed partial class ClusterWriter(IKubernetes client, string ownerWebh
         }
     }
 
-    public async Task RecordEventAsync(PolicyEvent policyEvent, string version, CancellationToken cancellationToken)
+    public async Task RecordEventAsync(KubeEvent kubeEvent, string policyVersion, CancellationToken cancellationToken)
     {
-        var now = DateTime.UtcNow;
+        var subject = kubeEvent.Regarding;
         var body = new Eventsv1Event
         {
             ApiVersion = "events.k8s.io/v1",
             Kind = "Event",
-            Metadata = new V1ObjectMeta { GenerateName = policyEvent.Name + ".", NamespaceProperty = policyEvent.Namespace },
-            EventTime = now,
-            Type = policyEvent.Type,
-            Reason = policyEvent.Reason,
-            Note = policyEvent.Message,
+            Metadata = new V1ObjectMeta { GenerateName = subject.Name + ".", NamespaceProperty = subject.Namespace },
+            EventTime = DateTime.UtcNow,
+            Type = kubeEvent.Type,
+            Reason = kubeEvent.Reason,
+            Note = kubeEvent.Message.Length <= 1024 ? kubeEvent.Message : kubeEvent.Message[..1021] + "...", // the API's limit
             Action = "Reconcile",
             ReportingController = PolicyReconciler.ControllerName,
             ReportingInstance = Environment.MachineName,
             Regarding = new V1ObjectReference
             {
-                ApiVersion = $"{ClusterReader.Group}/{version}",
-                Kind = "BackendTLSPolicy",
-                Name = policyEvent.Name,
-                NamespaceProperty = policyEvent.Namespace,
+                ApiVersion = subject.ApiVersion ?? $"{ClusterReader.Group}/{policyVersion}",
+                Kind = subject.Kind,
+                Name = subject.Name,
+                NamespaceProperty = subject.Namespace,
+                Uid = subject.Uid,
             },
         };
         try
         {
-            await client.EventsV1.CreateNamespacedEventAsync(body, policyEvent.Namespace, cancellationToken: cancellationToken);
+            await client.EventsV1.CreateNamespacedEventAsync(body, subject.Namespace, cancellationToken: cancellationToken);
         }
         catch (HttpOperationException e)
         {
-            LogConflict(logger, $"Event on {policyEvent.Namespace}/{policyEvent.Name} ({(int)e.Response.StatusCode})");
+            LogConflict(logger, $"Event on {subject.Kind} {subject.Namespace}/{subject.Name} ({(int)e.Response.StatusCode})");
         }
     }
 

@@ -23,7 +23,7 @@ internal sealed partial class PolicyController(
     ILoggerFactory loggers,
     ILogger<PolicyController> logger) : BackgroundService
 {
-    private readonly ClusterReader _reader = new(client);
+    private readonly ClusterReader _reader = new(client, options.WebhookConfiguration);
     private readonly ClusterWriter _writer = new(client, options.WebhookConfiguration, loggers.CreateLogger<ClusterWriter>());
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -67,6 +67,7 @@ internal sealed partial class PolicyController(
     }
 
     private readonly SemaphoreSlim _changed = new(0, 1);
+    private readonly HashSet<KubeEvent> _noticed = [];
 
     private void Signal()
     {
@@ -124,6 +125,17 @@ internal sealed partial class PolicyController(
         foreach (var policyEvent in result.Events)
         {
             await _writer.RecordEventAsync(policyEvent, version, cancellationToken);
+        }
+
+        // A notice holds while its cause lasts: recorded once per leader term, not once per pass.
+        if (_noticed.Count > 50_000)
+        {
+            _noticed.Clear();
+        }
+
+        foreach (var notice in result.Notices.Where(n => _noticed.Add(n)))
+        {
+            await _writer.RecordEventAsync(notice, version, cancellationToken);
         }
 
         LogPass(logger, result.Statuses.Count, result.ConfigMaps.Count, written, result.Statuses.Count(s => s.Changed));

@@ -6,7 +6,14 @@ namespace BackendTls.Webhook.Controller;
 /// <summary>What the controller sees: the objects render needs, and the namespaces running injected pods.</summary>
 internal sealed record ClusterState(
     IReadOnlyList<KubeObject> Objects,
-    IReadOnlySet<string> InjectedNamespaces);
+    IReadOnlySet<string> InjectedNamespaces)
+{
+    /// <summary>The injected pods (with their capture-config annotation).</summary>
+    public IReadOnlyList<InjectedPod> Pods { get; init; } = [];
+
+    /// <summary>The CA of the webhook's serving certificate (PEM), written as index-ca.crt for the sidecars' index watch.</summary>
+    public string? IndexCa { get; init; }
+}
 
 /// <summary>A ConfigMap the sidecars of one namespace mount.</summary>
 internal sealed record DesiredConfigMap(string Namespace, string Name, IReadOnlyDictionary<string, string> Data);
@@ -14,13 +21,19 @@ internal sealed record DesiredConfigMap(string Namespace, string Name, IReadOnly
 /// <summary>A policy's new <c>status</c>, and whether it differs from what the API has.</summary>
 internal sealed record PolicyStatusUpdate(string Namespace, string Name, JsonObject Status, bool Changed);
 
-/// <summary>A Kubernetes Event to record on a policy.</summary>
-internal sealed record PolicyEvent(string Namespace, string Name, string Type, string Reason, string Message);
+/// <summary>A Kubernetes Event to record.</summary>
+internal sealed record KubeEvent(EventSubject Regarding, string Type, string Reason, string Message);
 
+/// <param name="ConfigMaps">One per injected namespace.</param>
+/// <param name="Statuses">Every policy's status.</param>
+/// <param name="Events">On policies whose status changed.</param>
+/// <param name="Notices">Events that hold while a condition lasts (uncaptured ports, explicit-mode fallback): recorded once each by the controller.</param>
+/// <param name="Render">What render made of the objects.</param>
 internal sealed record ReconcileResult(
     IReadOnlyList<DesiredConfigMap> ConfigMaps,
     IReadOnlyList<PolicyStatusUpdate> Statuses,
-    IReadOnlyList<PolicyEvent> Events,
+    IReadOnlyList<KubeEvent> Events,
+    IReadOnlyList<KubeEvent> Notices,
     RenderResult Render);
 
 /// <summary>
@@ -39,22 +52,33 @@ internal static class PolicyReconciler
     public const string ControllerName = "backendtls.io/sidecar-controller";
     public const int MaxAncestors = 16;
 
+    /// <summary>The file of the webhook's serving CA in the sidecars' config directory.</summary>
+    public const string IndexCaFile = "index-ca.crt";
+
     public static ReconcileResult Reconcile(ClusterState state, string configMapName, DateTimeOffset now)
     {
         var render = PolicyRenderer.Render(state.Objects, DestinationScope.PolicyTargets);
+        var files = state.IndexCa is null
+            ? render.Files
+            : new SortedDictionary<string, string>(render.Files.ToDictionary(), StringComparer.Ordinal) { [IndexCaFile] = state.IndexCa };
         var configMaps = state.InjectedNamespaces.Order(StringComparer.Ordinal)
-            .Select(ns => new DesiredConfigMap(ns, configMapName, render.Files))
+            .Select(ns => new DesiredConfigMap(ns, configMapName, files))
             .ToList();
 
+        var uncaptured = CaptureCoverage.Find(render, state.Pods);
+        var notices = uncaptured.SelectMany(gap => gap.Pods.Select(pod => CaptureCoverage.PodEvent(gap, pod)))
+            .Concat(state.Pods.Select(CaptureCoverage.FallbackEvent).OfType<KubeEvent>())
+            .ToList();
         var statuses = new List<PolicyStatusUpdate>();
-        var events = new List<PolicyEvent>();
+        var events = new List<KubeEvent>();
         var byName = state.Objects.Where(o => o.Kind == "BackendTLSPolicy")
             .ToDictionary(o => (o.Namespace, o.Name!), o => o);
         foreach (var result in render.Policies)
         {
             var policy = byName[(result.Policy.Namespace!, result.Policy.Name!)];
             var previous = policy["status"]?["ancestors"] as JsonArray ?? [];
-            var ancestors = MergeAncestors(previous, Ancestors(policy), result, now);
+            var ancestors = MergeAncestors(previous, Ancestors(policy), result, now,
+                ancestor => CaptureCoverage.Condition(uncaptured, state.Pods, policy.Namespace, policy.Name!, $"{policy.Namespace}/{(string?)ancestor["name"]}"));
             var status = new JsonObject { ["ancestors"] = ancestors };
             var changed = !JsonNode.DeepEquals(previous, ancestors);
             statuses.Add(new PolicyStatusUpdate(policy.Namespace, policy.Name!, status, changed));
@@ -64,7 +88,7 @@ internal static class PolicyReconciler
             }
         }
 
-        return new ReconcileResult(configMaps, statuses, events, render);
+        return new ReconcileResult(configMaps, statuses, events, notices, render);
     }
 
     /// <summary>One ancestor per distinct targeted object (normally a Service).</summary>
@@ -88,7 +112,7 @@ internal static class PolicyReconciler
         return result;
     }
 
-    private static JsonArray MergeAncestors(JsonArray previous, List<JsonObject> ours, PolicyResult result, DateTimeOffset now)
+    private static JsonArray MergeAncestors(JsonArray previous, List<JsonObject> ours, PolicyResult result, DateTimeOffset now, Func<JsonObject, PolicyCondition?> capture)
     {
         var merged = new JsonArray();
         foreach (var entry in previous)
@@ -107,13 +131,19 @@ internal static class PolicyReconciler
             }
 
             var old = previous.FirstOrDefault(e => (string?)e?["controllerName"] == ControllerName && JsonNode.DeepEquals(e?["ancestorRef"], ancestor));
+            var conditions = new JsonArray(
+                Condition(result.Accepted, result.Generation, old, now),
+                Condition(result.ResolvedRefs, result.Generation, old, now));
+            if (capture(ancestor) is { } captured)
+            {
+                conditions.Add(Condition(captured, result.Generation, old, now));
+            }
+
             merged.Add(new JsonObject
             {
                 ["ancestorRef"] = ancestor.DeepClone(),
                 ["controllerName"] = ControllerName,
-                ["conditions"] = new JsonArray(
-                    Condition(result.Accepted, result.Generation, old, now),
-                    Condition(result.ResolvedRefs, result.Generation, old, now)),
+                ["conditions"] = conditions,
             });
         }
 
@@ -139,17 +169,17 @@ internal static class PolicyReconciler
         };
     }
 
-    private static PolicyEvent Event(KubeObject policy, PolicyResult result)
+    private static KubeEvent Event(KubeObject policy, PolicyResult result)
     {
+        var subject = new EventSubject(null, "BackendTLSPolicy", policy.Namespace, policy.Name!);
         if (result.Accepted.Status && result.ResolvedRefs.Status)
         {
             var targets = result.AppliedTargets.Count == 0 ? "no Service port" : string.Join(", ", result.AppliedTargets);
-            return new PolicyEvent(policy.Namespace, policy.Name!, "Normal", "Rendered",
-                $"Sidecars verify TLS to {targets} with this policy");
+            return new KubeEvent(subject, "Normal", "Rendered", $"Sidecars verify TLS to {targets} with this policy");
         }
 
         var failing = result.Accepted.Status ? result.ResolvedRefs : result.Accepted;
-        return new PolicyEvent(policy.Namespace, policy.Name!, "Warning", failing.Reason, Truncate(failing.Message, 1000));
+        return new KubeEvent(subject, "Warning", failing.Reason, Truncate(failing.Message, 1000));
     }
 
     private static string Truncate(string text, int max) => text.Length <= max ? text : text[..(max - 3)] + "...";

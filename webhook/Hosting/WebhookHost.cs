@@ -90,7 +90,7 @@ internal static class WebhookHost
                     "/mutate" => endpoint.HandleAsync(context),
                     "/index/v1" => index is not null
                         ? index.HandleAsync(context)
-                        : Text(context, StatusCodes.Status503ServiceUnavailable, "no destination index: the webhook has no Kubernetes API to watch\n"),
+                        : Text(context, StatusCodes.Status503ServiceUnavailable, "no destination index here: the webhook has no Kubernetes API to watch, or runs with --destination-index=false\n"),
                     _ => Text(context, StatusCodes.Status404NotFound, "not found; the webhook serves POST /mutate and GET /index/v1\n"),
                 };
             }
@@ -108,23 +108,45 @@ internal static class WebhookHost
         return app;
     }
 
-    /// <summary>The API client, only when something needs it (namespace lookups, self-managed certificates).</summary>
+    /// <summary>The API client and what needs it (watch caches, destination index, controller, self-managed certificates), when an API is configured.</summary>
     private static void AddKubernetes(IServiceCollection services, WebhookOptions options)
     {
-        var available = KubernetesClientConfiguration.IsInCluster() || File.Exists(KubernetesClientConfiguration.KubeConfigDefaultLocation);
+        var available = KubernetesClientConfiguration.IsInCluster()
+                        || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("KUBECONFIG"))
+                        || File.Exists(KubernetesClientConfiguration.KubeConfigDefaultLocation);
         if (available)
         {
-            services.AddSingleton<IKubernetes>(_ => new Kubernetes(KubernetesClientConfiguration.BuildDefaultConfig()));
-            // Watch caches: admission reads namespaces and capture ports from memory; sidecars read the index.
+            KubernetesClientConfiguration configuration;
+            try
+            {
+                configuration = KubernetesClientConfiguration.BuildDefaultConfig();
+            }
+            catch (Exception e) when (e is k8s.Exceptions.KubeConfigException or IOException or UnauthorizedAccessException or FormatException)
+            {
+                var source = Environment.GetEnvironmentVariable("KUBECONFIG") is { Length: > 0 } path ? $"KUBECONFIG={path}" : "the in-cluster service account or ~/.kube/config";
+                throw new ArgumentException($"the Kubernetes API configuration ({source}) is unusable: {e.Message}", e);
+            }
+
+            services.AddSingleton<IKubernetes>(_ => new Kubernetes(configuration));
+        }
+
+        // Watch caches: admission reads namespaces and capture ports from memory; sidecars read the index.
+        var watching = available && (options.NamespaceLookup || options.DestinationIndex);
+        if (watching)
+        {
             services.AddSingleton<DestinationFeed>();
             services.AddSingleton<ClusterView>();
             services.AddHostedService(sp => sp.GetRequiredService<ClusterView>());
             services.AddSingleton<ICapturePortSource>(sp => sp.GetRequiredService<ClusterView>());
+        }
+
+        if (watching && options.DestinationIndex)
+        {
             services.AddSingleton<ITokenReviewer, KubernetesTokenReviewer>();
             services.AddSingleton<IndexEndpoint>();
         }
 
-        if (options.NamespaceLookup && available)
+        if (options.NamespaceLookup && watching)
         {
             services.AddSingleton<INamespaceInjectionSource>(sp => sp.GetRequiredService<ClusterView>());
         }

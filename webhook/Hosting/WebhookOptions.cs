@@ -34,6 +34,9 @@ internal sealed record WebhookOptions
 
     public TimeSpan Resync { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>Serve the destination index to transparent-mode sidecars (watches Services and EndpointSlices).</summary>
+    public bool DestinationIndex { get; init; } = true;
+
     public InjectorSettings Injector { get; init; } = new();
 
     public const string Commands = """
@@ -60,6 +63,7 @@ internal sealed record WebhookOptions
             NamespaceLookup = Set.Add("namespace-lookup", d.NamespaceLookup, FlagValues.Bool, "also check namespace labels in code", "true|false");
             Controller = Set.Add("controller", d.Controller, FlagValues.Bool, "run the BackendTLSPolicy controller (leader-elected)", "true|false");
             Resync = Set.Add("resync", d.Resync, FlagValues.Seconds(max: 3600), "controller: a full pass at least this often", "SECONDS");
+            DestinationIndex = Set.Add("destination-index", d.DestinationIndex, FlagValues.Bool, "serve GET /index/v1 to transparent-mode sidecars (watches Services and EndpointSlices)", "true|false");
             Injector = new InjectorFlags(Set);
         }
 
@@ -88,6 +92,8 @@ internal sealed record WebhookOptions
         public Flag<bool> Controller { get; }
 
         public Flag<TimeSpan> Resync { get; }
+
+        public Flag<bool> DestinationIndex { get; }
 
         public InjectorFlags Injector { get; }
     }
@@ -126,6 +132,7 @@ internal sealed record WebhookOptions
             NamespaceLookup = flags.NamespaceLookup.Value,
             Controller = flags.Controller.Value,
             Resync = flags.Resync.Value,
+            DestinationIndex = flags.DestinationIndex.Value,
             Injector = flags.Injector.Settings(),
         };
     }

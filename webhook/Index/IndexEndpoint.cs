@@ -48,6 +48,13 @@ internal sealed partial class IndexEndpoint(DestinationFeed feed, ITokenReviewer
             return;
         }
 
+        if (!feed.Ready)
+        {
+            // An empty answer now would replace the sidecar's bootstrap index with nothing.
+            await TextAsync(context, StatusCodes.Status503ServiceUnavailable, "the destination index is still loading (listing Services and EndpointSlices); retry");
+            return;
+        }
+
         var epoch = context.Request.Query["epoch"].ToString();
         _ = long.TryParse(context.Request.Query["since"], NumberStyles.None, CultureInfo.InvariantCulture, out var since);
         if (context.Request.Query["wait"] == "true")

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using BackendTls.Tests.Shared;
 using BackendTls.Webhook.Certificates;
 using BackendTls.Webhook.Controller;
 using BackendTls.Webhook.Tests.Support;
@@ -67,6 +68,45 @@ public sealed class ControllerPlumbingStandInTests
     }
 
     [Fact]
+    public async Task TransparentPodsMissingAPolicyPort_EventOnEachPodOnce_ConditionOnThePolicy_IndexCaInTheConfigMap()
+    {
+        await using var api = await SeededAsync();
+        var ca = ServingCertificates.CreateCaAndServing(["backendtls-webhook.backendtls-system.svc"], DateTimeOffset.UtcNow).CaCertificatePem;
+        var configuration = api.Get("mutatingwebhookconfigurations", null, "backendtls-sidecar-injector")!;
+        configuration["webhooks"] = new JsonArray(new JsonObject
+        {
+            ["name"] = "inject.backendtls.io",
+            ["clientConfig"] = new JsonObject { ["caBundle"] = Convert.ToBase64String(System.Text.Encoding.ASCII.GetBytes(ca)) },
+        });
+        api.Seed("mutatingwebhookconfigurations", null, configuration);
+        // httpbin's Service port 8000 goes to 8080 on the pods; the gateway pod started when only 8000 was known.
+        api.Seed("endpointslices", "httpbin", Obj("""
+            {"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"httpbin-1","namespace":"httpbin","labels":{"kubernetes.io/service-name":"httpbin"}},
+             "addressType":"IPv4","ports":[{"name":"http","port":8080}],"endpoints":[{"addresses":["198.18.3.2"]}]}
+            """));
+        api.Seed("pods", "gateway", Obj("""
+            {"apiVersion":"v1","kind":"Pod","metadata":{"name":"edge-5f7c9-x2x","namespace":"gateway","labels":{"pod-template-hash":"5f7c9"},
+             "annotations":{"backendtls.io/capture-config":"{\"mode\":\"transparent\",\"ports\":[8000],\"proxyUid\":15101}"},
+             "ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"edge-5f7c9","uid":"u1","controller":true}]},
+             "status":{"phase":"Running"}}
+            """));
+        using var client = new Kubernetes(new KubernetesClientConfiguration { Host = api.Url });
+        using var controller = new PolicyController(client, Options(), NullLoggerFactory.Instance, NullLogger<PolicyController>.Instance);
+
+        await controller.ReconcileOnceAsync(CancellationToken.None);
+        await controller.ReconcileOnceAsync(CancellationToken.None);
+
+        Assert.Equal(ca, (string?)api.Get("configmaps", "gateway", "backendtls-policy")!["data"]![PolicyReconciler.IndexCaFile]);
+        var podEvent = Assert.Single(api.All("events"), e => (string?)e["regarding"]!["kind"] == "Pod");
+        Assert.Equal(("edge-5f7c9-x2x", "UncapturedPort"), ((string?)podEvent["regarding"]!["name"], (string?)podEvent["reason"]));
+        Assert.Contains("kubectl -n gateway rollout restart deployment/edge", (string?)podEvent["note"], StringComparison.Ordinal);
+        var condition = api.Get("backendtlspolicies", "httpbin", "httpbin-backend-tls")!["status"]!["ancestors"]![0]!["conditions"]!.AsArray()
+            .Single(c => (string?)c!["type"] == CaptureCoverage.ConditionType)!;
+        Assert.Equal("False", (string?)condition["status"]);
+        Assert.Contains("port 8080 of Service httpbin/httpbin", (string?)condition["message"], StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task NamespaceNoLongerInjected_ItsConfigMapIsDeleted()
     {
         await using var api = await SeededAsync();
@@ -126,11 +166,8 @@ public sealed class ControllerPlumbingStandInTests
         using var stop = new CancellationTokenSource();
 
         await controller.StartAsync(stop.Token);
-        var deadline = DateTime.UtcNow.AddSeconds(15);
-        while (api.Get("configmaps", "gateway", "backendtls-policy") is null && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(50);
-        }
+        await Eventually.HoldsAsync(() => Task.FromResult((api.Get("configmaps", "gateway", "backendtls-policy") is not null, "no ConfigMap yet")),
+            "the leader's first pass", TimeSpan.FromSeconds(15));
 
         await stop.CancelAsync();
         await controller.StopAsync(CancellationToken.None);

@@ -3,6 +3,7 @@ using BackendTls.Policy.Rendering;
 using BackendTls.Policy.Yaml;
 using BackendTls.Webhook.Certificates;
 using BackendTls.Webhook.Controller;
+using BackendTls.Webhook.Injection;
 using BackendTls.Webhook.Tests.Support;
 
 namespace BackendTls.Webhook.Tests.Controller;
@@ -75,7 +76,7 @@ public class PolicyReconcilerTests
         Assert.Equal(("False", "NoValidCACertificate"), Condition(ancestor, "Accepted"));
         Assert.Equal(("False", "InvalidCACertificateRef"), Condition(ancestor, "ResolvedRefs"));
         Assert.Contains("invalidCaCertificateRefs", result.ConfigMaps.Single().Data["backendtls.yaml"], StringComparison.Ordinal);
-        Assert.Contains(result.Events, e => e.Name == policy && e.Type == "Warning" && e.Reason == "NoValidCACertificate");
+        Assert.Contains(result.Events, e => e.Regarding.Name == policy && e.Type == "Warning" && e.Reason == "NoValidCACertificate");
     }
 
     [Fact]
@@ -171,7 +172,7 @@ public class PolicyReconcilerTests
         Assert.False(update.Changed); // nothing to write: no API call, no event
         Assert.True(JsonNode.DeepEquals(other, update.Status["ancestors"]![0]));
         Assert.Equal("2026-11-26T12:00:00Z", (string?)update.Status["ancestors"]![1]!["conditions"]![0]!["lastTransitionTime"]);
-        Assert.DoesNotContain(later.Events, e => e.Name == "normative-test");
+        Assert.DoesNotContain(later.Events, e => e.Regarding.Name == "normative-test");
     }
 
     [Fact]
@@ -211,5 +212,94 @@ public class PolicyReconcilerTests
 
         Assert.Equal(16, status["ancestors"]!.AsArray().Count);
         Assert.Equal("other.io/x", (string?)status["ancestors"]![0]!["controllerName"]);
+    }
+
+    private const string TargetWithNamedPort = """
+        apiVersion: v1
+        kind: Service
+        metadata: {name: api, namespace: app}
+        spec: {clusterIP: 198.18.200.1, ports: [{name: https, port: 443, targetPort: https}]}
+        ---
+        apiVersion: discovery.k8s.io/v1
+        kind: EndpointSlice
+        metadata: {name: api-x1, namespace: app, labels: {kubernetes.io/service-name: api}}
+        addressType: IPv4
+        endpoints: [{addresses: [198.18.2.2]}]
+        ports: [{name: https, port: 8443}]
+        ---
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: BackendTLSPolicy
+        metadata: {name: api-tls, namespace: app}
+        spec:
+          targetRefs: [{group: "", kind: Service, name: api}]
+          validation: {wellKnownCACertificates: System, hostname: api.example.com}
+        """;
+
+    private static InjectedPod Pod(string name, string captureJson, string? deployment = "gateway") =>
+        new("edge", name, CaptureConfig.TryParse(captureJson)!,
+            deployment is null ? null : new EventSubject("apps/v1", "Deployment", "edge", deployment), deployment is null ? null : $"deployment/{deployment}");
+
+    [Fact]
+    public void PolicyOnAPortRunningPodsDoNotCapture_ConditionFalseWithTheRestartCommand_AndANoticeOnEachSuchPod()
+    {
+        // Pod a started when only 443 was known; pod b captures the Service port and the endpoint port behind it.
+        var pods = new[]
+        {
+            Pod("gateway-7d9-a", """{"mode":"transparent","ports":[443],"proxyUid":15101}"""),
+            Pod("gateway-7d9-b", """{"mode":"transparent","ports":[443,8443],"proxyUid":15101}"""),
+            Pod("solo", """{"mode":"transparent","ports":[],"proxyUid":15101}""", deployment: null),
+        };
+        var result = PolicyReconciler.Reconcile(new ClusterState(Objects(TargetWithNamedPort), new HashSet<string> { "edge" }) { Pods = pods }, "backendtls-policy", Now);
+
+        var condition = Ours(result, "api-tls", "app")["conditions"]!.AsArray().Single(c => (string?)c!["type"] == CaptureCoverage.ConditionType)!;
+        Assert.Equal(("False", CaptureCoverage.UncapturedReason), ((string)condition["status"]!, (string)condition["reason"]!));
+        var message = (string)condition["message"]!;
+        Assert.Contains("port 443,8443 of Service app/api", message, StringComparison.Ordinal);
+        Assert.Contains("edge/gateway-7d9-a", message, StringComparison.Ordinal);
+        Assert.DoesNotContain("gateway-7d9-b", message, StringComparison.Ordinal);
+        Assert.Contains("kubectl -n edge rollout restart deployment/gateway", message, StringComparison.Ordinal);
+        Assert.Contains("kubectl -n edge delete pod solo", message, StringComparison.Ordinal);
+
+        var notice = Assert.Single(result.Notices, n => n.Regarding.Name == "gateway-7d9-a");
+        Assert.Equal(("Pod", "Warning", CaptureCoverage.UncapturedReason), (notice.Regarding.Kind, notice.Type, notice.Reason));
+        Assert.Contains("port 8443", notice.Message, StringComparison.Ordinal);
+        Assert.Contains("rollout restart deployment/gateway", notice.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(result.Notices, n => n.Regarding.Name == "gateway-7d9-b");
+    }
+
+    [Fact]
+    public void EveryTransparentPodCaptures_ConditionTrue_AllPortsCountsAsCaptured_ExplicitOnlyGetsNoCondition()
+    {
+        static ReconcileResult With(params InjectedPod[] pods) =>
+            PolicyReconciler.Reconcile(new ClusterState(Objects(TargetWithNamedPort), new HashSet<string> { "edge" }) { Pods = pods }, "backendtls-policy", Now);
+
+        var captured = With(Pod("a", """{"mode":"transparent","ports":[443,8443],"proxyUid":15101}"""), Pod("b", """{"mode":"transparent","allPorts":true,"proxyUid":15101}"""));
+        Assert.Equal(("True", CaptureCoverage.CapturedReason), Condition(Ours(captured, "api-tls", "app"), CaptureCoverage.ConditionType));
+        Assert.Empty(captured.Notices);
+
+        var explicitOnly = With(Pod("c", """{"mode":"explicit","proxyUid":15101}"""));
+        Assert.DoesNotContain(Ours(explicitOnly, "api-tls", "app")["conditions"]!.AsArray(), c => (string?)c!["type"] == CaptureCoverage.ConditionType);
+    }
+
+    [Fact]
+    public void ExplicitModeFallback_NoticeOnTheOwner_NamingTheReason()
+    {
+        var pod = Pod("gateway-7d9-a", """{"mode":"explicit","reason":"namespace edge enforces Pod Security \"restricted\", which forbids the NET_ADMIN capability the capture rules need","proxyUid":15101}""");
+        var result = PolicyReconciler.Reconcile(new ClusterState(Objects(TargetWithNamedPort), new HashSet<string> { "edge" }) { Pods = [pod] }, "backendtls-policy", Now);
+
+        var notice = Assert.Single(result.Notices);
+        Assert.Equal(("Deployment", "gateway", CaptureCoverage.ExplicitModeReason), (notice.Regarding.Kind, notice.Regarding.Name, notice.Reason));
+        Assert.Contains("Pod Security \"restricted\"", notice.Message, StringComparison.Ordinal);
+        Assert.Contains("127.0.0.1:15001", notice.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ServingCa_WrittenAsIndexCa_AndTheBootstrapIndexHasTheTargetsEndpoints()
+    {
+        var result = PolicyReconciler.Reconcile(new ClusterState(Objects(TargetWithNamedPort), new HashSet<string> { "edge" }) { IndexCa = CaPem }, "backendtls-policy", Now);
+
+        var data = Assert.Single(result.ConfigMaps).Data;
+        Assert.Equal(CaPem, data[PolicyReconciler.IndexCaFile]);
+        Assert.Contains("198.18.2.2", data["destinations.json"], StringComparison.Ordinal);
     }
 }

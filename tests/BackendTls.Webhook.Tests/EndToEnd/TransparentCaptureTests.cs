@@ -24,7 +24,7 @@ public sealed class TransparentCaptureTests
     private static readonly string SidecarDll = Path.Combine(AppContext.BaseDirectory, "backendtls-sidecar.dll");
 
     /// <summary>What a cluster would hold: two backend Services with policies, one without, the gateway.</summary>
-    private static string Manifests(string caPem, string wrongHostname, bool lateEndpoint, string mode) => Cluster(caPem, wrongHostname,
+    internal static string Manifests(string caPem, string wrongHostname, bool lateEndpoint, string mode) => Cluster(caPem, wrongHostname,
         lateEndpoint ? "198.18.1.2, 198.18.1.4, 198.18.1.5" : "198.18.1.2, 198.18.1.4", mode);
 
     private static string Cluster(string caPem, string wrongHostname, string webEndpoints, string mode) => $$$"""
@@ -88,10 +88,10 @@ public sealed class TransparentCaptureTests
               containers: [{name: nginx, image: "nginx:1.27"}]
         """;
 
-    private sealed record Injected(V1Container CaptureInit, V1Container Sidecar, string ConfigMountPath);
+    internal sealed record Injected(V1Container CaptureInit, V1Container Sidecar, string ConfigMountPath);
 
     /// <summary>The webhook's own inject CLI on the manifests: the pod spec the cluster would run.</summary>
-    private static Injected Inject(string manifests)
+    internal static Injected Inject(string manifests)
     {
         var file = Path.GetTempFileName();
         try
@@ -275,7 +275,7 @@ public sealed class TransparentCaptureTests
         }
     }
 
-    private static void WritePem(string directory, string name, X509Certificate2 leaf)
+    internal static void WritePem(string directory, string name, X509Certificate2 leaf)
     {
         using (leaf)
         {

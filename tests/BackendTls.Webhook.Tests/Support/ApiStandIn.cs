@@ -6,21 +6,39 @@ namespace BackendTls.Webhook.Tests.Support;
 /// <summary>
 /// An in-process stand-in for the parts of the Kubernetes API the controller uses: objects in memory,
 /// get/list (with a simple label selector), create, replace (and the status subresource) with
-/// resourceVersion conflicts, delete; watches are held open without events. Not a Kubernetes
-/// implementation: the k3s tests are the real thing.
+/// resourceVersion conflicts, delete; watches that replay changes after their resourceVersion and then
+/// stream new ones; TokenReviews of the tokens a test registers. Not a Kubernetes implementation: the k3s
+/// tests are the real thing.
 /// </summary>
 internal sealed class ApiStandIn : IAsyncDisposable
 {
     private readonly WebApplication _app;
     private readonly Lock _lock = new();
     private readonly Dictionary<(string Resource, string? Namespace, string Name), JsonObject> _objects = [];
+    private readonly List<Change> _history = [];
+    private readonly List<Watcher> _watchers = [];
     private long _version = 100;
 
-    public ApiStandIn()
+    private sealed record Change(long Version, string Resource, string? Namespace, string Type, JsonObject Object);
+
+    private sealed record Watcher(string Resource, string? Namespace, System.Threading.Channels.Channel<Change> Events);
+
+    /// <param name="listener">A listening socket to serve on (one made inside a network namespace); else loopback, any port.</param>
+    public ApiStandIn(System.Net.Sockets.Socket? listener = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0));
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            if (listener is null)
+            {
+                k.Listen(IPAddress.Loopback, 0);
+            }
+            else
+            {
+                k.ListenHandle((ulong)listener.Handle);
+            }
+        });
         _app = builder.Build();
         _app.Run(HandleAsync);
     }
@@ -30,15 +48,94 @@ internal sealed class ApiStandIn : IAsyncDisposable
     /// <summary>Writes (POST/PUT/DELETE) by "METHOD resource[/status]", for "nothing changed, nothing written" checks.</summary>
     public List<string> Writes { get; } = [];
 
+    /// <summary>Service-account tokens TokenReview accepts: token → (user, audience).</summary>
+    public Dictionary<string, (string User, string Audience)> Tokens { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>TokenReviews answered so far.</summary>
+    public int TokenReviews { get; private set; }
+
     public Task StartAsync() => _app.StartAsync();
 
+    /// <summary>Creates or replaces an object (watchers see ADDED or MODIFIED).</summary>
     public void Seed(string resource, string? ns, JsonObject obj)
     {
         lock (_lock)
         {
             obj["metadata"]!["resourceVersion"] = (++_version).ToString(System.Globalization.CultureInfo.InvariantCulture);
             obj["metadata"]!["uid"] ??= Guid.NewGuid().ToString();
-            _objects[(resource, ns, (string)obj["metadata"]!["name"]!)] = obj;
+            var key = (resource, ns, (string)obj["metadata"]!["name"]!);
+            var type = _objects.ContainsKey(key) ? "MODIFIED" : "ADDED";
+            _objects[key] = obj;
+            Publish(resource, ns, type, obj);
+        }
+    }
+
+    /// <summary>Deletes an object (watchers see DELETED).</summary>
+    public void Remove(string resource, string? ns, string name) => Delete(resource, ns, name);
+
+    // Callers hold _lock.
+    private void Publish(string resource, string? ns, string type, JsonObject obj)
+    {
+        var change = new Change(_version, resource, ns, type, obj.DeepClone().AsObject());
+        _history.Add(change);
+        foreach (var watcher in _watchers.Where(w => w.Resource == resource && (w.Namespace is null || w.Namespace == ns)))
+        {
+            watcher.Events.Writer.TryWrite(change);
+        }
+    }
+
+    /// <summary>Changes after the watch's resourceVersion first, then new ones, one JSON line each, until the client leaves.</summary>
+    private async Task WatchAsync(HttpContext context, string resource, string? ns)
+    {
+        var channel = System.Threading.Channels.Channel.CreateUnbounded<Change>();
+        var watcher = new Watcher(resource, ns, channel);
+        _ = long.TryParse(context.Request.Query["resourceVersion"], out var since);
+        lock (_lock)
+        {
+            foreach (var change in _history.Where(c => c.Version > since && c.Resource == resource && (ns is null || c.Namespace == ns)))
+            {
+                channel.Writer.TryWrite(change);
+            }
+
+            _watchers.Add(watcher);
+        }
+
+        context.Response.ContentType = "application/json";
+        await context.Response.Body.FlushAsync();
+        try
+        {
+            await foreach (var change in channel.Reader.ReadAllAsync(context.RequestAborted))
+            {
+                var line = new JsonObject { ["type"] = change.Type, ["object"] = change.Object.DeepClone() }.ToJsonString() + "\n";
+                await context.Response.WriteAsync(line, context.RequestAborted);
+                await context.Response.Body.FlushAsync(context.RequestAborted);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // the client left
+        }
+        finally
+        {
+            lock (_lock)
+            {
+                _watchers.Remove(watcher);
+            }
+        }
+    }
+
+    private (int, JsonObject) ReviewToken(JsonObject review)
+    {
+        var token = (string?)review["spec"]?["token"] ?? string.Empty;
+        var audiences = review["spec"]?["audiences"]?.AsArray().Select(a => (string?)a).ToList() ?? [];
+        lock (_lock)
+        {
+            TokenReviews++;
+            var status = Tokens.TryGetValue(token, out var known) && audiences.Contains(known.Audience)
+                ? new JsonObject { ["authenticated"] = true, ["user"] = new JsonObject { ["username"] = known.User }, ["audiences"] = new JsonArray(known.Audience) }
+                : new JsonObject { ["authenticated"] = false, ["error"] = "invalid bearer token" };
+            review["status"] = status;
+            return (201, review);
         }
     }
 
@@ -75,9 +172,7 @@ internal sealed class ApiStandIn : IAsyncDisposable
         var status = rest.Length > 2 && rest[2] == "status";
         if (context.Request.Query["watch"] == "true")
         {
-            context.Response.ContentType = "application/json";
-            await context.Response.Body.FlushAsync();
-            await Task.Delay(Timeout.Infinite, context.RequestAborted).ContinueWith(_ => { }, TaskScheduler.Default);
+            await WatchAsync(context, resource, ns);
             return;
         }
 
@@ -96,6 +191,7 @@ internal sealed class ApiStandIn : IAsyncDisposable
         {
             "GET" when name is null => (200, List(resource, ns, context.Request.Query["labelSelector"])),
             "GET" => Get(resource, ns, name) is { } found ? (200, found) : NotFound(),
+            "POST" when resource == "tokenreviews" => ReviewToken(body!),
             "POST" => Create(resource, ns, body!),
             "PUT" => Replace(resource, ns, name!, body!, status),
             "DELETE" => Delete(resource, ns, name!),
@@ -136,6 +232,7 @@ internal sealed class ApiStandIn : IAsyncDisposable
             metadata["resourceVersion"] = (++_version).ToString(System.Globalization.CultureInfo.InvariantCulture);
             metadata["uid"] = Guid.NewGuid().ToString();
             _objects[(resource, ns, name)] = body.DeepClone().AsObject();
+            Publish(resource, ns, "ADDED", body);
             return (201, body);
         }
     }
@@ -163,6 +260,7 @@ internal sealed class ApiStandIn : IAsyncDisposable
             next["metadata"]!["resourceVersion"] = (++_version).ToString(System.Globalization.CultureInfo.InvariantCulture);
             next["metadata"]!["uid"] = current["metadata"]!["uid"]?.DeepClone();
             _objects[(resource, ns, name)] = next;
+            Publish(resource, ns, "MODIFIED", next);
             return (200, next);
         }
     }
@@ -182,6 +280,7 @@ internal sealed class ApiStandIn : IAsyncDisposable
             document.ApplyTo(next);
             next["metadata"]!["resourceVersion"] = (++_version).ToString(System.Globalization.CultureInfo.InvariantCulture);
             _objects[(resource, ns, name)] = next.AsObject();
+            Publish(resource, ns, "MODIFIED", next.AsObject());
             return (200, next.AsObject());
         }
     }
@@ -190,7 +289,14 @@ internal sealed class ApiStandIn : IAsyncDisposable
     {
         lock (_lock)
         {
-            return _objects.Remove((resource, ns, name)) ? (200, Status(200, "Success")) : NotFound();
+            if (!_objects.Remove((resource, ns, name), out var gone))
+            {
+                return NotFound();
+            }
+
+            ++_version;
+            Publish(resource, ns, "DELETED", gone);
+            return (200, Status(200, "Success"));
         }
     }
 

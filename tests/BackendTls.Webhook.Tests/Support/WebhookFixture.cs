@@ -32,6 +32,7 @@ internal sealed class WebhookFixture : IAsyncDisposable
             // Never talk to whatever cluster a developer's kubeconfig points at.
             NamespaceLookup = false,
             Controller = false,
+            DestinationIndex = false,
         };
         _app = WebhookHost.Build(options, configureLogging: logging => logging.ClearProviders());
         var ca = Bundle.LoadCa();
