@@ -62,8 +62,9 @@ internal static class CaptureRules
             text.Append(CultureInfo.InvariantCulture, $"-A {Chain} -p tcp -m multiport --dports {ports} -j RETURN\n");
         }
 
+        // Include CIDRs given, none of this family: this family is not captured at all (as in the nft table).
         var included = plan.IncludedCidrs.Where(c => c.BaseAddress.AddressFamily == family).ToList();
-        var only = included.Count > 0 ? included.Select(c => $"-d {c} ").ToList() : [string.Empty];
+        var only = plan.IncludedCidrs.Count == 0 ? [string.Empty] : included.Select(c => $"-d {c} ").ToList();
         foreach (var destination in only)
         {
             if (plan.AllPorts)
@@ -129,7 +130,8 @@ internal static class CaptureRules
 
         if (plan.AllPorts)
         {
-            text.Append(CultureInfo.InvariantCulture, $"    counter redirect to :{plan.RedirectPort}\n");
+            // nft wants the protocol matched in the redirect's own rule (the return above is not enough).
+            text.Append(CultureInfo.InvariantCulture, $"    meta l4proto tcp counter redirect to :{plan.RedirectPort}\n");
         }
         else if (plan.Ports.Count > 0)
         {

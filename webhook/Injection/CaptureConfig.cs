@@ -144,5 +144,7 @@ internal static class CapturePlanner
     }
 
     private static long? RunAsUser(JsonNode? securityContext) =>
-        JsonFields.Child(securityContext, "runAsUser") is JsonValue value && value.TryGetValue<long>(out var uid) ? uid : null;
+        // By its text: a parsed review holds JSON elements, a pod built in code holds int or long values.
+        JsonFields.Child(securityContext, "runAsUser") is JsonValue value && value.GetValueKind() == JsonValueKind.Number
+        && long.TryParse(value.ToJsonString(), NumberStyles.None, CultureInfo.InvariantCulture, out var uid) ? uid : null;
 }
