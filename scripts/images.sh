@@ -2,7 +2,9 @@
 # Builds both container images and runs them (CI step):
 #  1. the sidecar image renders a policy, proxies plain HTTP to a local TLS backend with verification,
 #     and refuses a backend whose certificate has no subjectAltName;
-#  2. the webhook image answers an AdmissionReview with a patch.
+#  2. the capture-init image installs the capture rules with NET_ADMIN/NET_RAW only (nft and
+#     iptables-legacy), and fails loudly without NET_ADMIN;
+#  3. the webhook image answers an AdmissionReview with a patch.
 # Ends with one line "images: N passed, N failed, N skipped". Without a usable Docker engine the
 # checks are skipped with the reason (this machine reaches no registry: base images are local stand-ins
 # built by ../shared/tools/dotnet-base-images.sh).
@@ -20,7 +22,7 @@ export DOCKER_API_VERSION=${DOCKER_API_VERSION:-1.41} DOCKER_BUILDKIT=0
 base=../shared/tools/dotnet-base-images.sh
 if [ ! -f "$base" ] || ! bash "$base" >/tmp/backendtls-base-images.log 2>&1; then
   echo "SKIP images: no Docker engine with .NET base images ($(tail -n 1 /tmp/backendtls-base-images.log 2>/dev/null))"
-  skipped=4; report; exit 0
+  skipped=7; report; exit 0
 fi
 
 work=$(mktemp -d); chmod 777 "$work"
@@ -32,8 +34,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-build() { docker build -q -f "$1" -t "$2" . >/dev/null; }
+build() { docker build -q -f "$1" -t "$2" "${@:3}" . >/dev/null; }
 check "build Dockerfile.sidecar" build Dockerfile.sidecar backendtls-sidecar:ci
+check "build Dockerfile.sidecar --target capture-init" build Dockerfile.sidecar backendtls-capture-init:ci --target capture-init
 check "build Dockerfile.webhook" build Dockerfile.webhook backendtls-webhook:ci
 
 sidecar_proxies() {
@@ -85,6 +88,28 @@ YAML
   [ "$(docker inspect -f '{{.Config.User}}' backendtls-sidecar:ci)" = "1654:1654" ]
 }
 check "sidecar image proxies with verification (read-only root, uid 1654, JSON logs)" sidecar_proxies
+
+# As the injected init container runs: root, only NET_ADMIN and NET_RAW, read-only root, the lock on a tmpfs;
+# --network none gives it a network namespace of its own.
+capture_init() { # mode, extra docker args...
+  local mode=$1; shift
+  docker run --rm --network none --read-only --cap-drop ALL "$@" --tmpfs /run/xtables -e XTABLES_LOCKFILE=/run/xtables/xtables.lock \
+    backendtls-capture-init:ci capture-init --capture-ports 443,8443 --sidecar-ports 15001,15002,15090 --iptables-mode "$mode" 2>&1
+}
+capture_init_installs() {
+  local out
+  out=$(capture_init nft --cap-add NET_ADMIN --cap-add NET_RAW) || { echo "$out"; return 1; }
+  [[ $out == *'tcp dport { 443, 8443 }'*'redirect to :15002'* ]] || { echo "$out"; return 1; }
+  out=$(capture_init iptables-legacy --cap-add NET_ADMIN --cap-add NET_RAW) || { echo "$out"; return 1; }
+  [[ $out == *'-A BTLS_OUTPUT -p tcp -m multiport --dports 443,8443 -j REDIRECT --to-ports 15002'* ]] || { echo "$out"; return 1; }
+}
+check "capture-init image installs the rules with NET_ADMIN and NET_RAW only (nft, iptables-legacy)" capture_init_installs
+capture_init_fails_loudly() {
+  local out code
+  out=$(capture_init nft); code=$?
+  [ "$code" -eq 1 ] && [[ $out == *'the pod must not start uncaptured'* ]] || { echo "exit $code: $out"; return 1; }
+}
+check "capture-init image without NET_ADMIN exits 1 with the reason" capture_init_fails_loudly
 
 webhook_mutates() {
   local port=$((31000 + RANDOM % 10000)) metrics

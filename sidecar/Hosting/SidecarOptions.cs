@@ -208,7 +208,7 @@ internal sealed record SidecarOptions
     }
 
     private static (Uri?, string?) ParseIndexUrl(string value) =>
-        Uri.TryCreate(value, UriKind.Absolute, out var uri) && uri.Scheme == "https" ? (uri, null) : (null, "is not an https URL (e.g. https://backendtls-webhook.backendtls-system.svc:8443/index/v1)");
+        Uri.TryCreate(value, UriKind.Absolute, out var uri) && uri.Scheme == "https" ? (uri, null) : (null, "is not an https URL (e.g. https://backendtls-webhook.backendtls-system.svc/index/v1)");
 
     private static (string, string?) ParseDomain(string value) =>
         BackendTls.Policy.Validation.Names.IsDns1123Subdomain(value) ? (value, null) : (value, "is not a DNS name (e.g. cluster.local)");

@@ -142,7 +142,7 @@ internal static class WebhookHost
 
         if (watching && options.DestinationIndex)
         {
-            services.AddSingleton<ITokenReviewer, KubernetesTokenReviewer>();
+            services.AddSingleton<IIndexAccess>(sp => new KubernetesIndexAccess(sp.GetRequiredService<IKubernetes>(), sp.GetRequiredService<ClusterView>(), sp.GetRequiredService<TimeProvider>()));
             services.AddSingleton<IndexEndpoint>();
         }
 

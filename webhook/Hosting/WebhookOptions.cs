@@ -166,7 +166,7 @@ internal sealed class InjectorFlags
         _webhookNamespace = set.Add("webhook-namespace", d.WebhookNamespace, FlagValues.Text, "never injected (POD_NAMESPACE)", "NS");
         _captureMode = set.Add("capture-mode", d.CaptureMode, FlagValues.OneOf("transparent", "explicit"), "how gateway traffic reaches the sidecar, by default", "transparent|explicit");
         _captureImage = set.Add("capture-init-image", d.CaptureInitImage, FlagValues.Text, "the capture-init image (Dockerfile.sidecar, target capture-init)", "IMAGE");
-        _indexUrl = set.Add("index-url", string.Empty, FlagValues.Text, "the destination index sidecars follow [https://SERVICE.WEBHOOK-NAMESPACE.svc:8443/index/v1]", "URL", defaultText: null);
+        _indexUrl = set.Add("index-url", string.Empty, FlagValues.Text, "the destination index sidecars follow [https://backendtls-webhook.WEBHOOK-NAMESPACE.svc/index/v1, the Service port 443]", "URL", defaultText: null);
     }
 
     private static (string, string?) Quantity(string value) =>
@@ -186,6 +186,6 @@ internal sealed class InjectorFlags
         WebhookNamespace = _webhookNamespace.Value,
         CaptureMode = _captureMode.Value,
         CaptureInitImage = _captureImage.Value,
-        IndexUrl = _indexUrl.IsSet ? _indexUrl.Value : $"https://backendtls-webhook.{_webhookNamespace.Value}.svc:8443/index/v1",
+        IndexUrl = _indexUrl.IsSet ? _indexUrl.Value : $"https://backendtls-webhook.{_webhookNamespace.Value}.svc/index/v1",
     };
 }

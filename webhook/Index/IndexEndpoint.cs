@@ -8,10 +8,10 @@ namespace BackendTls.Webhook.Index;
 /// <summary>
 /// <c>GET /index/v1?epoch=E&amp;since=N</c> on the webhook's HTTPS port: the destination index for the
 /// sidecars' capture listeners. Authenticated by the pod's projected service-account token (audience
-/// <c>backendtls-index</c>, checked with a TokenReview); long-polled: it answers when the index passes
+/// <c>backendtls-index</c>, checked by <see cref="IIndexAccess"/>); long-polled: it answers when the index passes
 /// revision N (with what changed since), or after <see cref="PollTimeout"/> with nothing new.
 /// </summary>
-internal sealed partial class IndexEndpoint(DestinationFeed feed, ITokenReviewer reviewer, ILogger<IndexEndpoint> logger)
+internal sealed partial class IndexEndpoint(DestinationFeed feed, IIndexAccess access, ILogger<IndexEndpoint> logger)
 {
     public static readonly TimeSpan PollTimeout = TimeSpan.FromSeconds(30);
 
@@ -30,10 +30,10 @@ internal sealed partial class IndexEndpoint(DestinationFeed feed, ITokenReviewer
             return;
         }
 
-        string? user;
+        IndexAccessDecision decision;
         try
         {
-            user = await reviewer.ReviewAsync(header[7..].Trim(), context.RequestAborted);
+            decision = await access.DecideAsync(header[7..].Trim(), context.RequestAborted);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
@@ -42,9 +42,9 @@ internal sealed partial class IndexEndpoint(DestinationFeed feed, ITokenReviewer
             return;
         }
 
-        if (user is null)
+        if (decision.Problem is { } problem)
         {
-            await TextAsync(context, StatusCodes.Status401Unauthorized, "the token is not a valid service-account token for audience backendtls-index");
+            await TextAsync(context, decision.Status, problem);
             return;
         }
 

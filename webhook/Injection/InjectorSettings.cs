@@ -46,7 +46,7 @@ internal sealed record InjectorSettings
     public string UnknownDestination { get; init; } = "deny";
 
     /// <summary>The webhook's destination index, which transparent sidecars follow.</summary>
-    public string IndexUrl { get; init; } = "https://backendtls-webhook.backendtls-system.svc:8443/index/v1";
+    public string IndexUrl { get; init; } = "https://backendtls-webhook.backendtls-system.svc/index/v1";
 
     public string ImagePullPolicy { get; init; } = "IfNotPresent";
 

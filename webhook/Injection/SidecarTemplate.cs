@@ -19,6 +19,9 @@ internal static class SidecarTemplate
     public const string IndexTokenVolume = "backendtls-index-token";
     public const string IndexTokenDirectory = "/var/run/secrets/backendtls/index";
 
+    /// <summary>The audience of the projected token the sidecar shows the destination index.</summary>
+    public const string IndexTokenAudience = "backendtls-index";
+
     public static Rendered Render(InjectorSettings settings, CaptureConfig capture)
     {
         var adminUrl = $"http://127.0.0.1:{InjectorSettings.AdminPort}/healthz/ready";
@@ -110,7 +113,7 @@ internal static class SidecarTemplate
                     Name = IndexTokenVolume,
                     Projected = new V1ProjectedVolumeSource
                     {
-                        Sources = [new V1VolumeProjection { ServiceAccountToken = new V1ServiceAccountTokenProjection { Audience = "backendtls-index", ExpirationSeconds = 3600, Path = "token" } }],
+                        Sources = [new V1VolumeProjection { ServiceAccountToken = new V1ServiceAccountTokenProjection { Audience = IndexTokenAudience, ExpirationSeconds = 3600, Path = "token" } }],
                     },
                 }),
             ]

@@ -107,7 +107,7 @@ public sealed class ClusterConnectedCaptureTests
                 contexts: [{name: standin, context: {cluster: standin, user: webhook}}]
                 current-context: standin
                 """);
-            var webhook = gw.Start(["env", $"KUBECONFIG={kubeconfig}", "POD_NAME=webhook-0", "dotnet", WebhookDll, "serve", "--listen", "127.0.0.1:8443", "--metrics", "127.0.0.1:9091",
+            var webhook = gw.Start(["env", $"KUBECONFIG={kubeconfig}", "POD_NAME=webhook-0", "dotnet", WebhookDll, "serve", "--listen", "127.0.0.1:443", "--metrics", "127.0.0.1:9091",
                 "--tls-cert-file", Path.Combine(work, "webhook.crt"), "--tls-key-file", Path.Combine(work, "webhook.key"), "--resync", "600"]);
             processes.Add(webhook);
 
@@ -128,11 +128,11 @@ public sealed class ClusterConnectedCaptureTests
             // The pod spec the webhook gives the gateway: capture rules, then the sidecar with its index flags and token.
             var injected = TransparentCaptureTests.Inject(TransparentCaptureTests.Manifests(backendCa.CertificatePem, "be1.backend.test", lateEndpoint: false, "nft"));
             var args = injected.Sidecar.Args.ToList();
-            Assert.Equal($"https://{WebhookHost}:8443/index/v1", args[args.IndexOf("--index-url") + 1]);
+            Assert.Equal($"https://{WebhookHost}/index/v1", args[args.IndexOf("--index-url") + 1]);
             var tokenFile = Path.Combine(work, "token");
             File.WriteAllText(tokenFile, "projected-token-of-gw-gateway");
             File.SetUnixFileMode(tokenFile, (UnixFileMode)0b110_100_100);
-            api.Tokens["projected-token-of-gw-gateway"] = ("system:serviceaccount:gw:gateway", "backendtls-index");
+            api.Tokens["projected-token-of-gw-gateway"] = new StandInToken("system:serviceaccount:gw:gateway", "backendtls-index", "gateway-7d9f-x1");
             var tokenPath = args[args.IndexOf("--index-token-file") + 1];
             args = args.Select(a => a == injected.ConfigMountPath ? config : a == tokenPath ? tokenFile : a).ToList();
             string[] init = ["env", .. injected.CaptureInit.Env.Select(e => $"{e.Name}={e.Value.Replace("/run/xtables", work, StringComparison.Ordinal)}"),
@@ -185,7 +185,7 @@ public sealed class ClusterConnectedCaptureTests
 
             // The index is for sidecars only: a token that TokenReview does not accept is refused, saying why.
             var (_, refused) = await gw.ExecAsync("curl", "-s", "-w", "\n%{http_code}", "--cacert", Path.Combine(work, "webhook-ca.crt"),
-                "-H", "Authorization: Bearer not-a-token", $"https://{WebhookHost}:8443/index/v1");
+                "-H", "Authorization: Bearer not-a-token", $"https://{WebhookHost}/index/v1");
             Assert.EndsWith("401", refused, StringComparison.Ordinal);
             Assert.Contains("not a valid service-account token for audience backendtls-index", refused, StringComparison.Ordinal);
             // The sidecar's token was reviewed once, however often it polled (the answer is cached).

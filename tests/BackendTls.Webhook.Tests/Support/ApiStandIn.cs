@@ -48,8 +48,8 @@ internal sealed class ApiStandIn : IAsyncDisposable
     /// <summary>Writes (POST/PUT/DELETE) by "METHOD resource[/status]", for "nothing changed, nothing written" checks.</summary>
     public List<string> Writes { get; } = [];
 
-    /// <summary>Service-account tokens TokenReview accepts: token → (user, audience).</summary>
-    public Dictionary<string, (string User, string Audience)> Tokens { get; } = new(StringComparer.Ordinal);
+    /// <summary>Service-account tokens TokenReview accepts.</summary>
+    public Dictionary<string, StandInToken> Tokens { get; } = new(StringComparer.Ordinal);
 
     /// <summary>TokenReviews answered so far.</summary>
     public int TokenReviews { get; private set; }
@@ -132,7 +132,17 @@ internal sealed class ApiStandIn : IAsyncDisposable
         {
             TokenReviews++;
             var status = Tokens.TryGetValue(token, out var known) && audiences.Contains(known.Audience)
-                ? new JsonObject { ["authenticated"] = true, ["user"] = new JsonObject { ["username"] = known.User }, ["audiences"] = new JsonArray(known.Audience) }
+                ? new JsonObject
+                {
+                    ["authenticated"] = true,
+                    ["user"] = new JsonObject
+                    {
+                        ["username"] = known.User,
+                        // A bound (projected) token names its pod, as the API server's TokenReview says.
+                        ["extra"] = known.PodName is null ? null : new JsonObject { ["authentication.kubernetes.io/pod-name"] = new JsonArray(known.PodName) },
+                    },
+                    ["audiences"] = new JsonArray(known.Audience),
+                }
                 : new JsonObject { ["authenticated"] = false, ["error"] = "invalid bearer token" };
             review["status"] = status;
             return (201, review);
@@ -311,3 +321,6 @@ internal sealed class ApiStandIn : IAsyncDisposable
         await _app.DisposeAsync();
     }
 }
+
+/// <summary>A token the stand-in's TokenReview accepts for one audience (bound to a pod, if named).</summary>
+internal sealed record StandInToken(string User, string Audience, string? PodName = null);
