@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Text.Json;
 using BackendTls.Policy.Loading;
 using BackendTls.Sidecar.Configuration;
+using BackendTls.Sidecar.Destinations;
 using BackendTls.Sidecar.Listeners;
 using BackendTls.Sidecar.Telemetry;
 
@@ -13,7 +14,7 @@ namespace BackendTls.Sidecar.Admin;
 /// target (certificate subjects and expiry, never key material). A switch on the path keeps this off
 /// the routing middleware the data path doesn't need.
 /// </summary>
-internal sealed class AdminEndpoints(IProxySnapshotSource snapshots, SidecarMetrics metrics, IListenerStatus listeners)
+internal sealed class AdminEndpoints(IProxySnapshotSource snapshots, SidecarMetrics metrics, IListenerStatus listeners, IIndexStatus index)
 {
     public Task HandleAsync(HttpContext context)
     {
@@ -43,7 +44,7 @@ internal sealed class AdminEndpoints(IProxySnapshotSource snapshots, SidecarMetr
     private Task WriteReadyAsync(HttpContext context)
     {
         var bound = listeners.Bound;
-        var ready = snapshots.Current is not null && BackendTls.Sidecar.Tls.TrustStoreWarmup.Started.IsCompleted && bound.Count > 0;
+        var ready = snapshots.Current is not null && BackendTls.Sidecar.Tls.TrustStoreWarmup.Started.IsCompleted && bound.Count > 0 && index.SettledForReadiness;
         return WriteJsonAsync(context, ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable, json =>
         {
             json.WriteBoolean("ready", ready);
@@ -55,6 +56,14 @@ internal sealed class AdminEndpoints(IProxySnapshotSource snapshots, SidecarMetr
             }
 
             json.WriteEndArray();
+            if (index is not NoIndex)
+            {
+                json.WriteStartObject("destinationIndex");
+                json.WriteBoolean("watched", index.Watched);
+                json.WriteString("problem", index.Problem);
+                json.WriteEndObject();
+            }
+
             if (listeners.Problems.Count > 0)
             {
                 // A reload asked for a listenPort that cannot be bound: still ready for every other target.

@@ -12,6 +12,28 @@ namespace BackendTls.Sidecar.Destinations;
 /// <summary>Where the live destination index comes from (flags).</summary>
 internal sealed record IndexWatchSettings(Uri Url, string TokenFile, string CaFile);
 
+/// <summary>What readiness needs to know of the live index.</summary>
+internal interface IIndexStatus
+{
+    /// <summary>Whether readiness may stop waiting: the index answered once, or waiting longer would only delay the pod.</summary>
+    bool SettledForReadiness { get; }
+
+    /// <summary>Why the index is not followed right now (null: it is, or there is none to follow).</summary>
+    string? Problem { get; }
+
+    bool Watched { get; }
+}
+
+/// <summary>No live index configured (explicit mode, the offline flow): nothing to wait for.</summary>
+internal sealed class NoIndex : IIndexStatus
+{
+    public bool SettledForReadiness => true;
+
+    public string? Problem => null;
+
+    public bool Watched => false;
+}
+
 /// <summary>
 /// Follows the webhook's destination index (<c>GET /index/v1</c>, long-polled): a full index first, then
 /// what changed, so a new endpoint reaches the capture listener about as soon as its EndpointSlice changes.
@@ -20,13 +42,28 @@ internal sealed record IndexWatchSettings(Uri Url, string TokenFile, string CaFi
 /// are the bootstrap and the fallback: until the first answer, and while the webhook cannot be reached, the
 /// last index (watched or mounted) stays in use.
 /// </summary>
-internal sealed partial class IndexWatcher(IndexWatchSettings settings, DestinationStore store, SidecarMetrics metrics, ILogger<IndexWatcher> logger) : BackgroundService
+/// <remarks>
+/// Readiness waits for the first answer (the mounted file names only the policy targets' ClusterIPs, not
+/// their endpoints) for at most <see cref="ReadinessWait"/>: past that the sidecar is ready anyway and fails
+/// closed on what it does not know, rather than holding the gateway's start on the webhook.
+/// </remarks>
+internal sealed partial class IndexWatcher(IndexWatchSettings settings, DestinationStore store, SidecarMetrics metrics, TimeProvider time, ILogger<IndexWatcher> logger)
+    : BackgroundService, IIndexStatus
 {
+    public static readonly TimeSpan ReadinessWait = TimeSpan.FromSeconds(10);
+    private readonly DateTimeOffset _started = time.GetUtcNow();
+    private volatile bool _answered;
     private readonly Dictionary<string, ServiceDestinations> _services = new(StringComparer.Ordinal);
     private string? _epoch;
     private long _revision;
-    private string? _lastProblem;
+    private volatile string? _lastProblem;
     private string? _certificateProblem;
+
+    public bool SettledForReadiness => _answered || time.GetUtcNow() - _started >= ReadinessWait;
+
+    public string? Problem => _lastProblem;
+
+    public bool Watched => _answered && _lastProblem is null;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -59,6 +96,7 @@ internal sealed partial class IndexWatcher(IndexWatchSettings settings, Destinat
                 var update = await JsonSerializer.DeserializeAsync(await response.Content.ReadAsStreamAsync(stoppingToken),
                     DestinationUpdateJsonContext.Default.DestinationUpdate, stoppingToken) ?? throw new IOException("the index answered nothing");
                 Apply(update);
+                _answered = true;
                 metrics.DestinationIndexWatchConnected.Set(1);
                 if (_lastProblem is not null)
                 {

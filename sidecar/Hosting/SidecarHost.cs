@@ -40,7 +40,13 @@ internal static class SidecarHost
         if (options.IndexUrl is { } indexUrl)
         {
             builder.Services.AddSingleton(new IndexWatchSettings(indexUrl, options.IndexTokenFile, Path.Combine(options.ConfigDir, "index-ca.crt")));
-            builder.Services.AddHostedService<IndexWatcher>();
+            builder.Services.AddSingleton<IndexWatcher>();
+            builder.Services.AddSingleton<IIndexStatus>(sp => sp.GetRequiredService<IndexWatcher>());
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<IndexWatcher>());
+        }
+        else
+        {
+            builder.Services.AddSingleton<IIndexStatus, NoIndex>();
         }
 
         builder.Services.AddSingleton<IDestinationSource>(sp => sp.GetRequiredService<DestinationStore>());

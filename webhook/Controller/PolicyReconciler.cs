@@ -1,4 +1,6 @@
 using System.Text.Json.Nodes;
+using System.Text.Json;
+using BackendTls.Policy.Destinations;
 using BackendTls.Policy.Rendering;
 
 namespace BackendTls.Webhook.Controller;
@@ -58,9 +60,15 @@ internal static class PolicyReconciler
     public static ReconcileResult Reconcile(ClusterState state, string configMapName, DateTimeOffset now)
     {
         var render = PolicyRenderer.Render(state.Objects, DestinationScope.PolicyTargets);
-        var files = state.IndexCa is null
-            ? render.Files
-            : new SortedDictionary<string, string>(render.Files.ToDictionary(), StringComparer.Ordinal) { [IndexCaFile] = state.IndexCa };
+        var files = new SortedDictionary<string, string>(render.Files.ToDictionary(), StringComparer.Ordinal)
+        {
+            [DestinationIndex.FileName] = BootstrapIndex(render.Destinations!),
+        };
+        if (state.IndexCa is not null)
+        {
+            files[IndexCaFile] = state.IndexCa;
+        }
+
         var configMaps = state.InjectedNamespaces.Order(StringComparer.Ordinal)
             .Select(ns => new DesiredConfigMap(ns, configMapName, files))
             .ToList();
@@ -90,6 +98,15 @@ internal static class PolicyReconciler
 
         return new ReconcileResult(configMaps, statuses, events, notices, render);
     }
+
+    /// <summary>
+    /// The mounted index: the policy targets' ClusterIPs and ports, without endpoints. Endpoints churn, and a
+    /// ConfigMap that carried them would be rewritten in every injected namespace on every rollout; the
+    /// sidecars get them from the webhook's live index instead (docs/transparent-capture.md).
+    /// </summary>
+    private static string BootstrapIndex(DestinationIndex index) =>
+        JsonSerializer.Serialize(index with { Services = index.Services.Select(s => s with { Endpoints = [] }).ToList() },
+            DestinationIndexJsonContext.Default.DestinationIndex);
 
     /// <summary>One ancestor per distinct targeted object (normally a Service).</summary>
     private static List<JsonObject> Ancestors(KubeObject policy)

@@ -294,12 +294,14 @@ public class PolicyReconcilerTests
     }
 
     [Fact]
-    public void ServingCa_WrittenAsIndexCa_AndTheBootstrapIndexHasTheTargetsEndpoints()
+    public void ServingCa_WrittenAsIndexCa_AndTheBootstrapIndexHasTheTargetsAddressesButNoEndpoints()
     {
         var result = PolicyReconciler.Reconcile(new ClusterState(Objects(TargetWithNamedPort), new HashSet<string> { "edge" }) { IndexCa = CaPem }, "backendtls-policy", Now);
 
         var data = Assert.Single(result.ConfigMaps).Data;
         Assert.Equal(CaPem, data[PolicyReconciler.IndexCaFile]);
-        Assert.Contains("198.18.2.2", data["destinations.json"], StringComparison.Ordinal);
+        // Endpoints churn: they come from the live index, so a rollout rewrites no ConfigMap.
+        Assert.Contains("198.18.200.1", data["destinations.json"], StringComparison.Ordinal);
+        Assert.DoesNotContain("198.18.2.2", data["destinations.json"], StringComparison.Ordinal);
     }
 }

@@ -111,7 +111,7 @@ public sealed class ClusterConnectedCaptureTests
                 "--tls-cert-file", Path.Combine(work, "webhook.crt"), "--tls-key-file", Path.Combine(work, "webhook.key"), "--resync", "600"]);
             processes.Add(webhook);
 
-            // The controller's ConfigMap, mounted as kubelet would: the bootstrap index names only policy targets.
+            // The controller's ConfigMap, mounted as kubelet would: the bootstrap index names only policy targets' addresses.
             var configMap = await Eventually.HoldsAsync(() =>
             {
                 var data = api.Get("configmaps", "gw", "backendtls-policy")?["data"]?.AsObject();
@@ -119,7 +119,8 @@ public sealed class ClusterConnectedCaptureTests
             }, "the controller to write the gateway namespace's ConfigMap with index-ca.crt", TimeSpan.FromSeconds(30));
             var files = JsonNode.Parse(configMap)!.AsObject().ToDictionary(p => p.Key, p => (string)p.Value!);
             Assert.Equal(serving.CaCertificatePem, files[PolicyReconciler.IndexCaFile]);
-            Assert.Contains("198.18.1.2", files["destinations.json"], StringComparison.Ordinal);
+            Assert.Contains("198.19.0.10", files["destinations.json"], StringComparison.Ordinal);
+            Assert.DoesNotContain("198.18.1.2", files["destinations.json"], StringComparison.Ordinal);
             Assert.DoesNotContain("198.18.2.2", files["destinations.json"], StringComparison.Ordinal);
             var config = Path.Combine(work, "config");
             Directory.CreateDirectory(config);
@@ -169,8 +170,8 @@ public sealed class ClusterConnectedCaptureTests
                 return (head.Length > 12 ? head[9..12] : "none", reason, output.Contains("\r\n\r\n", StringComparison.Ordinal) ? output[(output.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4)..] : output);
             }
 
+            // Neither endpoint is in the mounted file: both are known from the live index.
             Assert.Equal(("200", string.Empty, "web sni=be1.backend.test at=198.18.1.2\n"), await Get("/web"));
-            // Not in the mounted file: known from the live index, so passed through rather than denied.
             Assert.Equal(("200", string.Empty, "plain service\n"), await Get("/plain"));
             var before = await Get("/late");
             Assert.Equal(("502", "unknown_destination"), (before.Status, before.Reason));
