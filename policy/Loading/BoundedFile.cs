@@ -26,6 +26,65 @@ public static partial class BoundedFile
 
     public static string ReadText(string path, int maxBytes) => Encoding.UTF8.GetString(ReadBytes(path, maxBytes));
 
+    /// <summary>The suffix of a gzip-compressed config file (the controller compresses what would not fit a ConfigMap).</summary>
+    public const string GzipSuffix = ".gz";
+
+    /// <summary>
+    /// The text of <paramref name="path"/>, or of <paramref name="path"/>.gz decompressed; both bounded by
+    /// <paramref name="maxBytes"/> (the decompressed size too: a small file must not inflate without end).
+    /// </summary>
+    /// <exception cref="FileReadException">Neither exists (NotFound), both exist, or either is unreadable, too large or not gzip.</exception>
+    public static string ReadTextOrGzip(string path, int maxBytes)
+    {
+        var compressed = path + GzipSuffix;
+        var plain = KindOf(path, out _) != Kind.Missing;
+        if (KindOf(compressed, out _) == Kind.Missing)
+        {
+            return ReadText(path, maxBytes);
+        }
+
+        if (plain)
+        {
+            throw new FileReadException($"both {path} and {compressed} exist; keep one (the controller writes one or the other)");
+        }
+
+        using var input = new MemoryStream(ReadBytes(compressed, maxBytes));
+        try
+        {
+            using var gzip = new System.IO.Compression.GZipStream(input, System.IO.Compression.CompressionMode.Decompress);
+            var output = new MemoryStream();
+            var chunk = new byte[81920];
+            int read;
+            while ((read = gzip.Read(chunk)) > 0)
+            {
+                if (output.Length + read > maxBytes)
+                {
+                    throw new FileReadException($"{compressed} decompresses to more than {maxBytes / (1024 * 1024)} MiB; refusing to read it");
+                }
+
+                output.Write(chunk, 0, read);
+            }
+
+            return Encoding.UTF8.GetString(output.GetBuffer(), 0, (int)output.Length);
+        }
+        catch (InvalidDataException)
+        {
+            throw new FileReadException($"{compressed} is not gzip data");
+        }
+    }
+
+    /// <summary>Gzip as the controller writes it: the same input gives the same bytes (no timestamp), so unchanged content is no write.</summary>
+    public static byte[] Gzip(string text)
+    {
+        var output = new MemoryStream();
+        using (var gzip = new System.IO.Compression.GZipStream(output, System.IO.Compression.CompressionLevel.SmallestSize, leaveOpen: true))
+        {
+            gzip.Write(Encoding.UTF8.GetBytes(text));
+        }
+
+        return output.ToArray();
+    }
+
     /// <exception cref="FileReadException">Missing, not a regular file, unreadable or too large.</exception>
     public static byte[] ReadBytes(string path, int maxBytes)
     {

@@ -23,7 +23,7 @@ public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClus
     private readonly TimeProvider _time = time ?? TimeProvider.System;
 
     public const string DefaultClusterDomain = "cluster.local";
-    public const int MaxTargets = 1024;
+    public const int MaxTargets = 10_000;
 
     public LoadOutcome Load(ConfigDirectory directory)
     {
@@ -41,7 +41,8 @@ public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClus
         byte[] configBytes;
         try
         {
-            configBytes = BoundedFile.ReadBytes(configPath, BoundedFile.MaxConfigFileBytes);
+            // backendtls.yaml, or backendtls.yaml.gz where the controller had to compress it to fit a ConfigMap.
+            configBytes = Encoding.UTF8.GetBytes(BoundedFile.ReadTextOrGzip(configPath, BoundedFile.MaxConfigFileBytes));
         }
         catch (FileReadException e) when (e.NotFound)
         {
@@ -146,9 +147,10 @@ public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClus
 
         var seenIds = new Dictionary<string, int>(StringComparer.Ordinal);
         var seenPorts = new Dictionary<int, int>();
+        var bundles = new Dictionary<string, ParsedBundle>(StringComparer.Ordinal);
         for (var i = 0; i < list.Count; i++)
         {
-            var target = CompileTarget(list[i], i, folder, root, errors, warnings);
+            var target = CompileTarget(list[i], i, folder, root, errors, warnings, bundles);
             if (target is null)
             {
                 continue;
@@ -181,7 +183,8 @@ public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClus
         return targets;
     }
 
-    private LoadedTarget? CompileTarget(TargetConfig target, int index, string folder, string root, List<string> errors, List<string> warnings)
+    private LoadedTarget? CompileTarget(TargetConfig target, int index, string folder, string root, List<string> errors, List<string> warnings,
+        Dictionary<string, ParsedBundle> parsed)
     {
         var errorCount = errors.Count;
         var service = target.Service;
@@ -253,7 +256,7 @@ public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClus
         var caHash = new StringBuilder();
         for (var i = 0; i < caFiles.Count; i++)
         {
-            var bundle = LoadBundle(folder, root, caFiles[i], $"caCertificates[{i}]", anchors, Error, warnings, where, _time.GetUtcNow());
+            var bundle = LoadBundle(folder, root, caFiles[i], $"caCertificates[{i}]", anchors, Error, warnings, where, _time.GetUtcNow(), parsed);
             if (bundle is not null)
             {
                 bundles.Add(bundle);
@@ -348,6 +351,12 @@ public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClus
         }
     }
 
+    /// <summary>A CA file as read once per load: targets usually share one (the renderer names files by content).</summary>
+    private sealed record ParsedBundle(X509Certificate2Collection? Certificates, string? Problem, IReadOnlyList<CertificateSummary> Summaries, IReadOnlyList<string> Notes)
+    {
+        public string? ReadError { get; init; }
+    }
+
     private static CaBundleInfo? LoadBundle(
         string folder,
         string root,
@@ -357,7 +366,8 @@ public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClus
         Action<string, string> error,
         List<string> warnings,
         string where,
-        DateTimeOffset now)
+        DateTimeOffset now,
+        Dictionary<string, ParsedBundle> parsed)
     {
         var source = file.Source is null ? string.Empty : $" (from {file.Source})";
         if (file.File is null || ConfigDirectory.SafeFilePath(folder, file.File) is not { } path)
@@ -366,12 +376,39 @@ public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClus
             return null;
         }
 
+        if (!parsed.TryGetValue(path, out var bundle))
+        {
+            parsed[path] = bundle = ReadBundle(path, root, file.File, now);
+        }
+
+        if (bundle.ReadError is not null)
+        {
+            error(field + ".file", $"cannot read \"{file.File}\"{source}: {bundle.ReadError}");
+            return null;
+        }
+
+        if (bundle.Certificates is null)
+        {
+            error(field + ".file", $"\"{file.File}\"{source} {bundle.Problem}");
+            return null;
+        }
+
+        foreach (var note in bundle.Notes)
+        {
+            warnings.Add($"{where}: {field}: {note}{source}");
+        }
+
+        anchors.AddRange(bundle.Certificates);
+        return new CaBundleInfo(file.File, file.Source, bundle.Summaries);
+    }
+
+    private static ParsedBundle ReadBundle(string path, string root, string name, DateTimeOffset now)
+    {
         if (!BoundedFile.StaysInside(path, root, out var resolved))
         {
             // kubelet's own links (name -> ..data/name -> ..2026_.../name) stay inside; anything else is refused.
-            error(field + ".file", $"\"{file.File}\"{source} is a link to {resolved}, outside the config directory {root}; " +
-                                   "refusing to read it (CA bundles come from the policy's ConfigMap or Secret)");
-            return null;
+            return new ParsedBundle(null, $"is a link to {resolved}, outside the config directory {root}; " +
+                                          "refusing to read it (CA bundles come from the policy's ConfigMap or Secret)", [], []);
         }
 
         string pem;
@@ -381,32 +418,21 @@ public sealed class ConfigLoader(string clusterDomain = ConfigLoader.DefaultClus
         }
         catch (FileReadException e)
         {
-            error(field + ".file", $"cannot read \"{file.File}\"{source}: {e.Message}");
-            return null;
+            return new ParsedBundle(null, null, [], []) { ReadError = e.Message };
         }
 
         if (CaBundle.Parse(pem, out var problem) is not { } certificates)
         {
-            error(field + ".file", $"\"{file.File}\"{source} {problem}");
-            return null;
+            return new ParsedBundle(null, problem, [], []);
         }
 
-        foreach (var expired in CaBundle.Expired(certificates, now))
-        {
-            warnings.Add($"{where}: {field}: CA \"{expired.Subject}\" in {file.File}{source} expired on {expired.NotAfter.ToUniversalTime():u}");
-        }
-
-        foreach (var certificate in certificates)
-        {
-            var constraints = certificate.Extensions.OfType<X509BasicConstraintsExtension>().FirstOrDefault();
-            if (constraints is { CertificateAuthority: false })
-            {
-                warnings.Add($"{where}: {field}: \"{certificate.Subject}\" in {file.File}{source} is not a CA certificate (basicConstraints CA:FALSE); it can only anchor itself");
-            }
-        }
-
-        anchors.AddRange(certificates);
-        return new CaBundleInfo(file.File, file.Source, certificates.Select(CertificateSummary.From).ToList());
+        var notes = CaBundle.Expired(certificates, now)
+            .Select(expired => $"CA \"{expired.Subject}\" in {name} expired on {expired.NotAfter.ToUniversalTime():u}")
+            .Concat(certificates
+                .Where(c => c.Extensions.OfType<X509BasicConstraintsExtension>().FirstOrDefault() is { CertificateAuthority: false })
+                .Select(c => $"\"{c.Subject}\" in {name} is not a CA certificate (basicConstraints CA:FALSE); it can only anchor itself"))
+            .ToList();
+        return new ParsedBundle(certificates, null, certificates.Select(CertificateSummary.From).ToList(), notes);
     }
 
     private static bool IsHostPort(string address)

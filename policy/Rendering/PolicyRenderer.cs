@@ -421,7 +421,9 @@ public static class PolicyRenderer
 
         // Only the certificates go to the sidecar: whatever else the object held is not copied.
         var normalized = string.Concat(certificates.Select(c => c.ExportCertificatePem() + "\n"));
-        var fileName = $"ca.{policy.Namespace}.{kind.ToLowerInvariant()}.{name}.crt";
+        // Named by content: policies across namespaces usually share a CA, and one file serves them all
+        // (the ConfigMap's 1 MiB holds 5,000 targets only so); the target's source says where it came from.
+        var fileName = $"ca.{Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(normalized)))[..16]}.crt";
         candidate.Cas.Add(new ResolvedCa(fileName, source, normalized));
     }
 

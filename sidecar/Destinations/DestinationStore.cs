@@ -25,7 +25,7 @@ internal sealed class DestinationStore(SidecarMetrics metrics, ILogger<Destinati
     private DestinationTable _fromFile = DestinationTable.Empty;
     private bool _watched;
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private string? _lastFile;
+    private string? _lastFileHash; // a hash, not the text: the file can be megabytes
 
     public DestinationTable Current => Volatile.Read(ref _current);
 
@@ -39,7 +39,7 @@ internal sealed class DestinationStore(SidecarMetrics metrics, ILogger<Destinati
         string text;
         try
         {
-            text = BoundedFile.ReadText(path, BoundedFile.MaxConfigFileBytes);
+            text = BoundedFile.ReadTextOrGzip(path, BoundedFile.MaxConfigFileBytes);
         }
         catch (FileReadException e) when (e.NotFound)
         {
@@ -51,12 +51,13 @@ internal sealed class DestinationStore(SidecarMetrics metrics, ILogger<Destinati
             return;
         }
 
-        if (text == _lastFile)
+        var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(text)));
+        if (hash == _lastFileHash)
         {
             return;
         }
 
-        _lastFile = text;
+        _lastFileHash = hash;
         if (text.Length == 0)
         {
             PublishFile(DestinationTable.Empty);

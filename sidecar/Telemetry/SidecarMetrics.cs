@@ -89,7 +89,7 @@ internal sealed class SidecarMetrics
     public Gauge DestinationIndexWatchConnected { get; }
 
     /// <summary>The request counters and duration of one target, with the label lookups done once.</summary>
-    public RequestSeries RequestsFor(string target) => new(Requests, RequestDuration.WithLabels(target), target);
+    public RequestSeries RequestsFor(string target) => new(Requests, RequestDuration, target);
 
     /// <summary>Drops every series of a target that is no longer configured.</summary>
     public void RemoveTarget(string target)
@@ -113,24 +113,27 @@ internal sealed class SidecarMetrics
 }
 
 /// <summary>
-/// A target's request counter children by status code and its duration child, created on first use:
-/// a label lookup per request would cost more than the rest of the bookkeeping.
+/// A target's request counter children by status code and its duration child, created on first use: a
+/// label lookup per request would cost more than the rest of the bookkeeping, and a target that gets no
+/// requests (most of 5,000) holds no series and no table.
 /// </summary>
-internal sealed class RequestSeries(Counter requests, Histogram.Child duration, string target)
+internal sealed class RequestSeries(Counter requests, Histogram durations, string target)
 {
-    private readonly Counter.Child?[] _byStatus = new Counter.Child?[600];
+    private Counter.Child?[]? _byStatus;
+    private Histogram.Child? _duration;
 
     public void Record(int status, TimeSpan elapsed)
     {
         var index = status is >= 0 and < 600 ? status : 0;
-        var counter = Volatile.Read(ref _byStatus[index]);
+        var byStatus = LazyInitializer.EnsureInitialized(ref _byStatus, () => new Counter.Child?[600]);
+        var counter = Volatile.Read(ref byStatus[index]);
         if (counter is null)
         {
             counter = requests.WithLabels(target, index.ToString(System.Globalization.CultureInfo.InvariantCulture));
-            Volatile.Write(ref _byStatus[index], counter);
+            Volatile.Write(ref byStatus[index], counter);
         }
 
         counter.Inc();
-        duration.Observe(elapsed.TotalSeconds);
+        LazyInitializer.EnsureInitialized(ref _duration, () => durations.WithLabels(target)).Observe(elapsed.TotalSeconds);
     }
 }

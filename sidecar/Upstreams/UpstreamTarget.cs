@@ -23,6 +23,9 @@ internal sealed class UpstreamTarget : IDisposable
     private readonly SidecarMetrics _metrics;
     private readonly ILogger _logger;
     private readonly SslClientAuthenticationOptions _sslOptions;
+    private readonly UpstreamSettings _settings;
+    private HttpMessageInvoker? _http2Invoker;
+    private Gauge.Child? _openConnections;
     private int _protocol;
     private int _inFlight;
     private int _retired;
@@ -39,8 +42,8 @@ internal sealed class UpstreamTarget : IDisposable
         var colon = config.Address.LastIndexOf(':');
         AddressEndPoint = new DnsEndPoint(config.Address[..colon].Trim('[', ']'), int.Parse(config.Address.AsSpan(colon + 1), System.Globalization.CultureInfo.InvariantCulture));
         ResponseTimeout = settings.ResponseTimeout;
+        _settings = settings;
         Requests = metrics.RequestsFor(Id);
-        OpenConnections = metrics.OpenConnections.WithLabels(Id);
         Pool = new UpstreamPool(settings.IdleTimeout);
         _protocol = config.Tls.Alpn switch
         {
@@ -62,7 +65,6 @@ internal sealed class UpstreamTarget : IDisposable
 
         _sslOptions = new BackendCertificateVerifier(config, RecordVerificationFailure).CreateSslOptions();
         Connector = new UpstreamConnector(this, settings, logger);
-        Http2Invoker = new HttpMessageInvoker(CreateHttp2Handler(settings, Connector, SslOptionsFor(offerHttp2: true, http2Only: true)), disposeHandler: true);
     }
 
     private static SocketsHttpHandler CreateHttp2Handler(UpstreamSettings settings, UpstreamConnector connector, SslClientAuthenticationOptions ssl) => new()
@@ -99,7 +101,14 @@ internal sealed class UpstreamTarget : IDisposable
 
     public UpstreamPool Pool { get; }
 
-    public HttpMessageInvoker? Http2Invoker { get; }
+    /// <summary>
+    /// The HTTP/2 lane's client, made when a backend first chooses h2: most targets never do, and a gateway
+    /// with 5,000 targets should not hold 5,000 idle handlers.
+    /// </summary>
+    public HttpMessageInvoker? Http2Invoker => Connector is null
+        ? null
+        : LazyInitializer.EnsureInitialized(ref _http2Invoker, () =>
+            new HttpMessageInvoker(CreateHttp2Handler(_settings, Connector, SslOptionsFor(offerHttp2: true, http2Only: true)), disposeHandler: true));
 
     public bool IsFailClosed => Connector is null;
 
@@ -107,7 +116,8 @@ internal sealed class UpstreamTarget : IDisposable
 
     public RequestSeries Requests { get; }
 
-    public Gauge.Child OpenConnections { get; }
+    /// <summary>Its open-connections series, from the first connection on (an unused target adds no series).</summary>
+    public Gauge.Child OpenConnections => LazyInitializer.EnsureInitialized(ref _openConnections, () => _metrics.OpenConnections.WithLabels(Id));
 
     /// <summary>HTTP/2 once the backend chose h2 in ALPN (or h2 is all the policy allows).</summary>
     public bool UseHttp2 => Volatile.Read(ref _protocol) == ProtocolHttp2;
@@ -220,7 +230,7 @@ internal sealed class UpstreamTarget : IDisposable
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
             Pool.Dispose();
-            Http2Invoker?.Dispose();
+            Volatile.Read(ref _http2Invoker)?.Dispose();
         }
     }
 }

@@ -9,24 +9,30 @@ using k8s.Models;
 namespace BackendTls.K3s.Tests;
 
 /// <summary>
-/// The tutorial's flow in a real cluster, as a user on a laptop with Docker would run it: Gateway API CRDs,
-/// our two images loaded into k3s, manifests/ applied (self-managed certificates), a labelled gateway
-/// namespace with nginx as the plain-HTTP gateway, the tutorial's httpbin with a certificate that has a SAN,
-/// the tutorial's BackendTLSPolicy. Then: a request through the gateway is 200 and the backend saw SNI
-/// www.example.com; the sidecar counted a verified handshake; the policy is Accepted/ResolvedRefs. Then a
-/// wrong hostname: 502 with the reason, and the status stays True (a runtime failure, not a config error).
-/// Needs the images built first: docker build -f Dockerfile.sidecar -t backendtls-sidecar:0.1.0 . (and webhook).
+/// README's cluster section as a user on a laptop with Docker would run it: Gateway API CRDs, our three
+/// images loaded into k3s, manifests/ applied (self-managed certificates), the tutorial's httpbin serving TLS
+/// with a SAN certificate from the tutorial's CA, ingress-nginx (no BackendTLSPolicy support) with its
+/// plain-HTTP Ingress to httpbin, the tutorial's policy, the ingress-nginx namespace labelled and the
+/// controller restarted. Then, with no change to ingress-nginx: a request through it is 200 from httpbin
+/// over TLS (the sidecar captured the connection to the pod IP), the sidecar counted a verified handshake,
+/// the policy is Accepted/ResolvedRefs/PortsCaptured. Then a wrong hostname: 502 with the reason, and the
+/// status stays True (a runtime failure, not a config error).
+/// Needs the images built first (README: docker build ... backendtls-sidecar, backendtls-capture-init,
+/// backendtls-webhook, all :0.1.0) and network for ingress-nginx's manifest and images.
 /// </summary>
 public sealed class TutorialFlowTests(K3sCluster cluster) : IClassFixture<K3sCluster>
 {
+    private const string IngressNginxManifest = "https://raw.githubusercontent.com/kubernetes/ingress-nginx/controller-v1.12.1/deploy/static/provider/cloud/deploy.yaml";
+    private const string Gateway = "http://ingress-nginx-controller.ingress-nginx/headers";
     private static readonly string Root = BackendTls.Tests.Shared.Repository.Root;
 
     [SkippableFact]
-    public async Task TutorialFlow_InjectedGateway_VerifiesTls_StatusAccepted_ThenWrongHostname502()
+    public async Task TutorialFlow_IngressNginxUnchanged_CapturedToVerifiedTls_StatusAccepted_ThenWrongHostname502()
     {
         Skip.If(cluster.Unavailable is not null, cluster.Unavailable);
         var client = cluster.Client!;
         await LoadImageAsync("backendtls-sidecar:0.1.0");
+        await LoadImageAsync("backendtls-capture-init:0.1.0");
         await LoadImageAsync("backendtls-webhook:0.1.0");
         await ApplyFileAsync(client, Path.Combine(Root, "..", "shared", "reference", "gateway-api", "v1.6.1-standard-gateway.networking.k8s.io_backendtlspolicies.yaml"));
         foreach (var file in Directory.GetFiles(Path.Combine(Root, "manifests", "base"), "*.yaml").Where(f => !f.EndsWith("kustomization.yaml", StringComparison.Ordinal)))
@@ -40,37 +46,67 @@ public sealed class TutorialFlowTests(K3sCluster cluster) : IClassFixture<K3sClu
         await client.AppsV1.ReplaceNamespacedDeploymentAsync(deployment, "backendtls-webhook", "backendtls-system");
         await WaitAsync(async () => (await client.AppsV1.ReadNamespacedDeploymentAsync("backendtls-webhook", "backendtls-system")).Status?.ReadyReplicas >= 1, "webhook ready");
 
-        // httpbin serving TLS with a SAN certificate, its CA in a Secret, the tutorial's policy.
+        // 2. httpbin serving TLS with a SAN certificate; 3. ingress-nginx and its plain-HTTP route to it.
         var bundle = ServingCertificates.CreateCaAndServing(["www.example.com"], DateTimeOffset.UtcNow);
-        await ApplyYamlAsync(client, Manifests(bundle));
-        await client.CoreV1.CreateNamespaceAsync(new V1Namespace { Metadata = new V1ObjectMeta { Name = "gateway", Labels = new Dictionary<string, string> { ["backendtls.io/inject"] = "enabled" } } });
-        await ApplyYamlAsync(client, GatewayManifests);
-        await WaitAsync(async () => (await client.AppsV1.ReadNamespacedDeploymentAsync("gateway", "gateway")).Status?.ReadyReplicas >= 1, "injected gateway ready");
+        await ApplyYamlAsync(client, HttpbinManifests(bundle));
+        using (var http = new HttpClient())
+        {
+            await ApplyYamlAsync(client, await http.GetStringAsync(new Uri(IngressNginxManifest)));
+        }
 
-        var (status, body) = await CurlAsync(client, "http://gateway.gateway/headers");
+        await WaitAsync(async () => (await client.AppsV1.ReadNamespacedDeploymentAsync("ingress-nginx-controller", "ingress-nginx")).Status?.ReadyReplicas >= 1, "ingress-nginx ready");
+        await WaitAsync(async () => { await ApplyYamlAsync(client, IngressManifest); return true; }, "the Ingress accepted (ingress-nginx's admission webhook up)");
+        var (plain, plainBody) = await CurlAsync(client, Gateway);
+        Assert.True(plain == 400, $"before the sidecar ingress-nginx sends plain HTTP to the TLS pod: expected 400, got {plain}: {plainBody}");
+
+        // 4. The policy; opt the gateway's namespace in; restart it so the capture rules are set at start.
+        await ApplyYamlAsync(client, PolicyManifest);
+        var ingressNamespace = await client.CoreV1.ReadNamespaceAsync("ingress-nginx");
+        ingressNamespace.Metadata.Labels["backendtls.io/inject"] = "enabled";
+        await client.CoreV1.ReplaceNamespaceAsync(ingressNamespace, "ingress-nginx");
+        var controller = await client.AppsV1.ReadNamespacedDeploymentAsync("ingress-nginx-controller", "ingress-nginx");
+        controller.Spec.Template.Metadata.Annotations ??= new Dictionary<string, string>();
+        controller.Spec.Template.Metadata.Annotations["kubectl.kubernetes.io/restartedAt"] = DateTimeOffset.UtcNow.ToString("O");
+        await client.AppsV1.ReplaceNamespacedDeploymentAsync(controller, "ingress-nginx-controller", "ingress-nginx");
+        await WaitAsync(async () => await InjectedControllerAsync(client) is { } pod && pod.Status?.ContainerStatuses?.All(c => c.Ready) == true, "the restarted ingress-nginx pod injected and ready");
+        var injected = (await InjectedControllerAsync(client))!;
+        Assert.Contains("\"mode\":\"transparent\"", injected.Metadata.Annotations["backendtls.io/capture-config"], StringComparison.Ordinal);
+        await ApplyYamlAsync(client, MetricsService);
+
+        // 5. The same route is now verified TLS with SNI www.example.com.
+        await WaitAsync(async () => (await CurlAsync(client, Gateway)).Status == 200, "200 through ingress-nginx");
+        var (status, body) = await CurlAsync(client, Gateway);
         Assert.Equal(200, status);
         Assert.Contains("www.example.com", body, StringComparison.Ordinal);
-        var metrics = (await CurlAsync(client, "http://gateway-metrics.gateway:15090/metrics")).Body;
+        var metrics = (await CurlAsync(client, "http://gateway-metrics.ingress-nginx:15090/metrics")).Body;
+        Assert.Contains("outcome=\"tls\"", metrics, StringComparison.Ordinal);
         Assert.Contains("result=\"ok\",reason=\"verified\"", metrics, StringComparison.Ordinal);
-        var policy = await ReadPolicyAsync(client);
-        Assert.All(policy["status"]!["ancestors"]![0]!["conditions"]!.AsArray(), c => Assert.Equal("True", (string?)c!["status"]));
+        await WaitAsync(async () => Conditions(await ReadPolicyAsync(client)).Any(c => (string?)c!["type"] == "backendtls.io/PortsCaptured" && (string?)c["status"] == "True"), "PortsCaptured");
+        Assert.All(Conditions(await ReadPolicyAsync(client)), c => Assert.Equal("True", (string?)c!["status"]));
 
-        // Wrong hostname: the backend's certificate does not match; 502 with the reason; status unchanged.
+        // 6. Wrong hostname: the backend's certificate does not match; 502 with the reason; status unchanged.
+        var policy = await ReadPolicyAsync(client);
         policy["spec"]!["validation"]!["hostname"] = "wrong.example.com";
         await client.CustomObjects.ReplaceNamespacedCustomObjectAsync(policy, "gateway.networking.k8s.io", "v1", "httpbin", "backendtlspolicies", "httpbin-backend-tls");
-        await WaitAsync(async () => (await CurlAsync(client, "http://gateway.gateway/headers")).Status == 502, "wrong hostname refused (kubelet ConfigMap propagation)", TimeSpan.FromMinutes(3));
-        Assert.Contains("hostname_mismatch", (await CurlAsync(client, "http://gateway.gateway/headers")).Body, StringComparison.Ordinal);
-        Assert.All((await ReadPolicyAsync(client))["status"]!["ancestors"]![0]!["conditions"]!.AsArray(), c => Assert.Equal("True", (string?)c!["status"]));
+        await WaitAsync(async () => (await CurlAsync(client, Gateway)).Status == 502, "wrong hostname refused (kubelet ConfigMap propagation)", TimeSpan.FromMinutes(3));
+        Assert.Contains("hostname_mismatch", (await CurlAsync(client, Gateway)).Body, StringComparison.Ordinal);
+        Assert.All(Conditions(await ReadPolicyAsync(client)), c => Assert.Equal("True", (string?)c!["status"]));
     }
 
-    private static string Manifests(CertificateBundle bundle) => $$$"""
+    private static JsonArray Conditions(JsonNode policy) => policy["status"]!["ancestors"]![0]!["conditions"]!.AsArray();
+
+    private static async Task<V1Pod?> InjectedControllerAsync(IKubernetes client) =>
+        (await client.CoreV1.ListNamespacedPodAsync("ingress-nginx", labelSelector: "app.kubernetes.io/component=controller")).Items
+            .FirstOrDefault(p => p.Metadata.DeletionTimestamp is null && p.Metadata.Annotations?.ContainsKey("backendtls.io/status") == true);
+
+    private static string HttpbinManifests(CertificateBundle bundle) => $$$"""
         apiVersion: v1
         kind: Namespace
         metadata: {name: httpbin}
         ---
         apiVersion: v1
         kind: Secret
-        metadata: {name: httpbin, namespace: httpbin}
+        metadata: {name: httpbin-tls, namespace: httpbin}
         type: kubernetes.io/tls
         data:
           tls.crt: {{{B64(bundle.CertificatePem)}}}
@@ -93,18 +129,30 @@ public sealed class TutorialFlowTests(K3sCluster cluster) : IClassFixture<K3sClu
               containers:
               - name: httpbin
                 image: docker.io/mccutchen/go-httpbin:v2.15.0
-                args: ["-port", "8080", "-https-cert-file", "/etc/tls/tls.crt", "-https-key-file", "/etc/tls/tls.key"]
-                ports: [{containerPort: 8080}]
-                volumeMounts: [{name: tls, mountPath: /etc/tls, readOnly: true}]
-              volumes: [{name: tls, secret: {secretName: httpbin}}]
+                args: ["-port", "8443", "-https-cert-file", "/tls/tls.crt", "-https-key-file", "/tls/tls.key"]
+                volumeMounts: [{name: tls, mountPath: /tls, readOnly: true}]
+              volumes: [{name: tls, secret: {secretName: httpbin-tls}}]
         ---
         apiVersion: v1
         kind: Service
         metadata: {name: httpbin, namespace: httpbin}
         spec:
           selector: {app: httpbin}
-          ports: [{name: https, port: 8000, targetPort: 8080}]
-        ---
+          ports: [{name: https, port: 8000, targetPort: 8443}]
+        """;
+
+    private const string IngressManifest = """
+        apiVersion: networking.k8s.io/v1
+        kind: Ingress
+        metadata: {name: httpbin, namespace: httpbin}
+        spec:
+          ingressClassName: nginx
+          rules:
+          - host: www.example.com
+            http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: httpbin, port: {number: 8000}}}}]}
+        """;
+
+    private const string PolicyManifest = """
         apiVersion: gateway.networking.k8s.io/v1
         kind: BackendTLSPolicy
         metadata: {name: httpbin-backend-tls, namespace: httpbin}
@@ -115,44 +163,12 @@ public sealed class TutorialFlowTests(K3sCluster cluster) : IClassFixture<K3sClu
             hostname: www.example.com
         """;
 
-    private const string GatewayManifests = """
-        apiVersion: v1
-        kind: ConfigMap
-        metadata: {name: gateway-nginx, namespace: gateway}
-        data:
-          default.conf: |
-            server {
-              listen 8080;
-              location / { proxy_pass http://127.0.0.1:15001; proxy_set_header Host www.example.com; proxy_http_version 1.1; proxy_set_header Connection ""; }
-            }
-        ---
-        apiVersion: apps/v1
-        kind: Deployment
-        metadata: {name: gateway, namespace: gateway}
-        spec:
-          selector: {matchLabels: {app: gateway}}
-          template:
-            metadata: {labels: {app: gateway}}
-            spec:
-              containers:
-              - name: nginx
-                image: docker.io/library/nginx:1.27
-                ports: [{containerPort: 8080}]
-                volumeMounts: [{name: conf, mountPath: /etc/nginx/conf.d}]
-              volumes: [{name: conf, configMap: {name: gateway-nginx}}]
-        ---
+    private const string MetricsService = """
         apiVersion: v1
         kind: Service
-        metadata: {name: gateway, namespace: gateway}
+        metadata: {name: gateway-metrics, namespace: ingress-nginx}
         spec:
-          selector: {app: gateway}
-          ports: [{port: 80, targetPort: 8080}]
-        ---
-        apiVersion: v1
-        kind: Service
-        metadata: {name: gateway-metrics, namespace: gateway}
-        spec:
-          selector: {app: gateway}
+          selector: {app.kubernetes.io/component: controller}
           ports: [{port: 15090, targetPort: 15090}]
         """;
 
@@ -172,7 +188,7 @@ public sealed class TutorialFlowTests(K3sCluster cluster) : IClassFixture<K3sClu
             Spec = new V1PodSpec
             {
                 RestartPolicy = "Never",
-                Containers = [new V1Container { Name = "curl", Image = "docker.io/curlimages/curl:8.10.1", Args = ["-s", "-w", "\n%{http_code}", url] }],
+                Containers = [new V1Container { Name = "curl", Image = "docker.io/curlimages/curl:8.10.1", Args = ["-s", "-H", "Host: www.example.com", "-w", "\n%{http_code}", url] }],
             },
         }, "default");
         await WaitAsync(async () => (await client.CoreV1.ReadNamespacedPodAsync(name, "default")).Status?.Phase is "Succeeded" or "Failed", $"curl {url}");

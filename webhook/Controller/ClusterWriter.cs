@@ -62,7 +62,8 @@ internal sealed partial class ClusterWriter(IKubernetes client, string ownerWebh
         {
             var current = existing.Items.FirstOrDefault(c => c.Metadata.NamespaceProperty == configMap.Namespace && c.Metadata.Name == name);
             var data = configMap.Data.ToDictionary(p => p.Key, p => p.Value);
-            if (current is not null && current.Data is not null && current.Data.Count == data.Count && data.All(p => current.Data.TryGetValue(p.Key, out var v) && v == p.Value))
+            var binary = configMap.BinaryData.ToDictionary(p => p.Key, p => p.Value);
+            if (current is not null && Same(current.Data, data, (a, b) => a == b) && Same(current.BinaryData, binary, (a, b) => a.AsSpan().SequenceEqual(b)))
             {
                 continue; // unchanged: no write, no kubelet churn
             }
@@ -80,6 +81,7 @@ internal sealed partial class ClusterWriter(IKubernetes client, string ownerWebh
                     OwnerReferences = owner is null ? null : [owner],
                 },
                 Data = data,
+                BinaryData = binary.Count == 0 ? null : binary,
             };
             try
             {
@@ -103,6 +105,9 @@ internal sealed partial class ClusterWriter(IKubernetes client, string ownerWebh
 
         return written;
     }
+
+    private static bool Same<T>(IDictionary<string, T>? current, Dictionary<string, T> wanted, Func<T, T, bool> equal) =>
+        (current?.Count ?? 0) == wanted.Count && wanted.All(p => current!.TryGetValue(p.Key, out var value) && equal(value, p.Value));
 
     public async Task WriteStatusAsync(string version, PolicyStatusUpdate update, CancellationToken cancellationToken)
     {

@@ -115,7 +115,12 @@ internal sealed partial class PolicyController(
     {
         var state = await _reader.ReadAsync(cancellationToken);
         var result = PolicyReconciler.Reconcile(state, options.ConfigMapName, DateTimeOffset.UtcNow);
-        var written = await _writer.ApplyConfigMapsAsync(result.ConfigMaps, options.ConfigMapName, cancellationToken);
+        foreach (var problem in result.Problems)
+        {
+            LogConfigMapTooLarge(logger, problem);
+        }
+        // A ConfigMap that cannot be written keeps its last content (never deleted for it).
+        var written = result.Problems.Count > 0 ? 0 : await _writer.ApplyConfigMapsAsync(result.ConfigMaps, options.ConfigMapName, cancellationToken);
         var version = _reader.PolicyVersion!;
         foreach (var update in result.Statuses.Where(s => s.Changed))
         {
@@ -149,6 +154,9 @@ internal sealed partial class PolicyController(
 
     [LoggerMessage(62, LogLevel.Debug, "Reconciled {Policies} policies into {Namespaces} namespaces: {ConfigMapsWritten} ConfigMaps and {StatusesWritten} statuses written", EventName = "ReconcilePass")]
     private static partial void LogPass(ILogger logger, int policies, int namespaces, int configMapsWritten, int statusesWritten);
+
+    [LoggerMessage(64, LogLevel.Error, "ConfigMaps not written: {Problem}", EventName = "ConfigMapTooLarge")]
+    private static partial void LogConfigMapTooLarge(ILogger logger, string problem);
 
     [LoggerMessage(63, LogLevel.Warning, "Reconcile pass failed: {Problem}; retrying in {Seconds}s", EventName = "ReconcileFailed")]
     private static partial void LogPassFailed(ILogger logger, string problem, double seconds);

@@ -1,6 +1,9 @@
 using System.Text.Json.Nodes;
+using System.Text;
 using System.Text.Json;
 using BackendTls.Policy.Destinations;
+using BackendTls.Policy.Loading;
+using BackendTls.Policy.Model;
 using BackendTls.Policy.Rendering;
 
 namespace BackendTls.Webhook.Controller;
@@ -18,7 +21,11 @@ internal sealed record ClusterState(
 }
 
 /// <summary>A ConfigMap the sidecars of one namespace mount.</summary>
-internal sealed record DesiredConfigMap(string Namespace, string Name, IReadOnlyDictionary<string, string> Data);
+internal sealed record DesiredConfigMap(string Namespace, string Name, IReadOnlyDictionary<string, string> Data)
+{
+    /// <summary>Files too large to fit as text, gzip-compressed (name ends in .gz).</summary>
+    public IReadOnlyDictionary<string, byte[]> BinaryData { get; init; } = new Dictionary<string, byte[]>();
+}
 
 /// <summary>A policy's new <c>status</c>, and whether it differs from what the API has.</summary>
 internal sealed record PolicyStatusUpdate(string Namespace, string Name, JsonObject Status, bool Changed);
@@ -36,7 +43,11 @@ internal sealed record ReconcileResult(
     IReadOnlyList<PolicyStatusUpdate> Statuses,
     IReadOnlyList<KubeEvent> Events,
     IReadOnlyList<KubeEvent> Notices,
-    RenderResult Render);
+    RenderResult Render)
+{
+    /// <summary>Why the ConfigMaps were not written this pass (they keep their last content).</summary>
+    public IReadOnlyList<string> Problems { get; init; } = [];
+}
 
 /// <summary>
 /// The controller's decisions as a pure function: objects in, rendered ConfigMaps, policy status and
@@ -57,6 +68,12 @@ internal static class PolicyReconciler
     /// <summary>The file of the webhook's serving CA in the sidecars' config directory.</summary>
     public const string IndexCaFile = "index-ca.crt";
 
+    /// <summary>The API server's limit on a ConfigMap's data, less room for its metadata.</summary>
+    public const int MaxConfigMapBytes = (1024 * 1024) - (16 * 1024);
+
+    /// <summary>Above this the two large files go gzip-compressed (a ConfigMap of 5,000 targets is about 2 MiB as text).</summary>
+    public const int CompressAbove = 512 * 1024;
+
     public static ReconcileResult Reconcile(ClusterState state, string configMapName, DateTimeOffset now)
     {
         var render = PolicyRenderer.Render(state.Objects, DestinationScope.PolicyTargets);
@@ -69,9 +86,21 @@ internal static class PolicyReconciler
             files[IndexCaFile] = state.IndexCa;
         }
 
-        var configMaps = state.InjectedNamespaces.Order(StringComparer.Ordinal)
-            .Select(ns => new DesiredConfigMap(ns, configMapName, files))
-            .ToList();
+        var (text, binary) = Fit(files);
+        var size = text.Sum(f => Encoding.UTF8.GetByteCount(f.Value)) + binary.Sum(f => f.Value.Length);
+        var problems = new List<string>();
+        if (size > MaxConfigMapBytes)
+        {
+            problems.Add($"the rendered ConfigMap would be {size / 1024} KiB, over the API server's 1 MiB limit even compressed " +
+                         $"({render.Config.Targets!.Count} targets, {text.Count(f => f.Key.StartsWith("ca.", StringComparison.Ordinal))} distinct CA bundles); " +
+                         "the ConfigMaps keep their last content. Share CA bundles between policies, or split the gateways' policies by namespace");
+        }
+
+        var configMaps = problems.Count > 0
+            ? []
+            : state.InjectedNamespaces.Order(StringComparer.Ordinal)
+                .Select(ns => new DesiredConfigMap(ns, configMapName, text) { BinaryData = binary })
+                .ToList();
 
         var uncaptured = CaptureCoverage.Find(render, state.Pods);
         var notices = uncaptured.SelectMany(gap => gap.Pods.Select(pod => CaptureCoverage.PodEvent(gap, pod)))
@@ -96,7 +125,20 @@ internal static class PolicyReconciler
             }
         }
 
-        return new ReconcileResult(configMaps, statuses, events, notices, render);
+        return new ReconcileResult(configMaps, statuses, events, notices, render) { Problems = problems };
+    }
+
+    /// <summary>Text as it is, unless the whole is large: then the config and the index go gzip-compressed (the sidecar reads either).</summary>
+    private static (IReadOnlyDictionary<string, string> Text, IReadOnlyDictionary<string, byte[]> Binary) Fit(IReadOnlyDictionary<string, string> files)
+    {
+        if (files.Sum(f => Encoding.UTF8.GetByteCount(f.Value)) <= CompressAbove)
+        {
+            return (files, new Dictionary<string, byte[]>());
+        }
+
+        string[] large = [SidecarConfig.FileName, DestinationIndex.FileName];
+        return (files.Where(f => !large.Contains(f.Key)).ToDictionary(StringComparer.Ordinal),
+                files.Where(f => large.Contains(f.Key)).ToDictionary(f => f.Key + BoundedFile.GzipSuffix, f => BoundedFile.Gzip(f.Value), StringComparer.Ordinal));
     }
 
     /// <summary>

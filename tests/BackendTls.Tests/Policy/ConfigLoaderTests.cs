@@ -113,4 +113,41 @@ public sealed class ConfigLoaderTests : IDisposable
         Assert.Equal(first, unrelated);
         Assert.NotEqual(first, rotated);
     }
+
+    private LoadOutcome LoadCompressed(byte[] gzip, bool alsoPlain = false)
+    {
+        File.WriteAllBytes(Path.Combine(_dir, "backendtls.yaml.gz"), gzip);
+        if (alsoPlain)
+        {
+            File.WriteAllText(Path.Combine(_dir, "backendtls.yaml"), Header);
+        }
+
+        return new ConfigLoader().Load(new ConfigDirectory(_dir));
+    }
+
+    [Fact]
+    public void Gzip_AsTheControllerWritesLargeConfigs_LoadsTheSame()
+    {
+        const string yaml = Header + "- service: {namespace: a, name: b, port: 443}\n  hostname: b.example.com\n  wellKnownCACertificates: System\n";
+        var plain = Load(yaml);
+        File.Delete(Path.Combine(_dir, "backendtls.yaml"));
+
+        var compressed = LoadCompressed(BoundedFile.Gzip(yaml));
+
+        Assert.True(compressed.Succeeded, string.Join("\n", compressed.Errors));
+        Assert.Equal(plain.Config!.Fingerprint, compressed.Config!.Fingerprint);
+        Assert.Equal(BoundedFile.Gzip(yaml), BoundedFile.Gzip(yaml)); // deterministic: unchanged content is no ConfigMap write
+    }
+
+    [Fact]
+    public void Gzip_BombBothFilesOrNotGzip_RefusedSayingWhich()
+    {
+        var bomb = BoundedFile.Gzip(new string(' ', BoundedFile.MaxConfigFileBytes + 1));
+        Assert.True(bomb.Length < 64 * 1024); // small on disk
+
+        Assert.Contains(LoadCompressed(bomb).Errors, e => e.Contains("decompresses to more than 16 MiB", StringComparison.Ordinal));
+        Assert.Contains(LoadCompressed(BoundedFile.Gzip(Header), alsoPlain: true).Errors, e => e.Contains("both", StringComparison.Ordinal) && e.Contains("keep one", StringComparison.Ordinal));
+        File.Delete(Path.Combine(_dir, "backendtls.yaml"));
+        Assert.Contains(LoadCompressed("not gzip at all"u8.ToArray()).Errors, e => e.Contains("is not gzip data", StringComparison.Ordinal));
+    }
 }

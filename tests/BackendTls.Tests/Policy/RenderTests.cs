@@ -142,7 +142,9 @@ public class RenderTests
 
         Assert.True(PolicyNamed(result, "p").IsAccepted);
         Assert.DoesNotContain(result.Files.Values, f => f.Contains("PRIVATE KEY", StringComparison.Ordinal));
-        Assert.Contains(result.Files, f => f.Key == "ca.default.secret.root-ca.crt" && f.Value.Contains("BEGIN CERTIFICATE", StringComparison.Ordinal));
+        var ca = Assert.Single(result.Files, f => f.Key.StartsWith("ca.", StringComparison.Ordinal));
+        Assert.Contains("BEGIN CERTIFICATE", ca.Value, StringComparison.Ordinal);
+        Assert.Contains("source: Secret default/root-ca", result.Files["backendtls.yaml"], StringComparison.Ordinal);
     }
 
     [Fact]
@@ -280,5 +282,19 @@ public class RenderTests
         {
             Directory.Delete(dir, true);
         }
+    }
+
+    [Fact]
+    public void SameCaInManyNamespaces_OneFileNamedByContent_EachTargetKeepsItsSource()
+    {
+        var yaml = string.Concat(Enumerable.Range(0, 3).Select(i =>
+            Manifests.Service("svc", ns: $"team-{i}") + Manifests.CaConfigMap("root-ca", CaPem, $"team-{i}") + Manifests.Policy("p", "svc", "svc.example.com", ns: $"team-{i}")));
+
+        var result = PolicyRenderer.RenderYaml([("in.yaml", yaml)]);
+
+        var ca = Assert.Single(result.Files, f => f.Key.StartsWith("ca.", StringComparison.Ordinal));
+        Assert.Matches("^ca\\.[0-9a-f]{16}\\.crt$", ca.Key);
+        Assert.All(result.Config.Targets!, t => Assert.Equal(ca.Key, t.CaCertificates!.Single().File));
+        Assert.Equal(["ConfigMap team-0/root-ca", "ConfigMap team-1/root-ca", "ConfigMap team-2/root-ca"], result.Config.Targets!.Select(t => t.CaCertificates!.Single().Source));
     }
 }

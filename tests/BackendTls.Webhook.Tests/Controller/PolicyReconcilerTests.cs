@@ -304,4 +304,41 @@ public class PolicyReconcilerTests
         Assert.Contains("198.18.200.1", data["destinations.json"], StringComparison.Ordinal);
         Assert.DoesNotContain("198.18.2.2", data["destinations.json"], StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void ManyTargets_LargeFilesGoGzipCompressed_UnderTheLimit_AndTheSidecarLoadsThem()
+    {
+        var yaml = string.Concat(Enumerable.Range(0, 1500).Select(i =>
+            BackendTls.Tests.Shared.Manifests.Service($"svc-{i}", ns: "app") + BackendTls.Tests.Shared.Manifests.Policy($"p-{i}", $"svc-{i}", $"svc-{i}.example.com", ns: "app")));
+        var result = Reconcile(Objects(yaml, CaConfigMap("root-ca", ns: "app")), "edge");
+
+        var configMap = Assert.Single(result.ConfigMaps);
+        Assert.Equal(["backendtls.yaml.gz", "destinations.json.gz"], configMap.BinaryData.Keys.Order());
+        Assert.DoesNotContain("backendtls.yaml", configMap.Data.Keys);
+        Assert.True(configMap.BinaryData.Values.Sum(v => v.Length) + configMap.Data.Values.Sum(v => v.Length) < PolicyReconciler.MaxConfigMapBytes);
+        Assert.Single(configMap.Data.Keys, k => k.StartsWith("ca.", StringComparison.Ordinal)); // one CA, named by content
+
+        // As kubelet mounts it: the sidecar's loader reads the compressed file.
+        var directory = Directory.CreateTempSubdirectory("gz-configmap-").FullName;
+        try
+        {
+            foreach (var (name, text) in configMap.Data)
+            {
+                File.WriteAllText(Path.Combine(directory, name), text);
+            }
+
+            foreach (var (name, bytes) in configMap.BinaryData)
+            {
+                File.WriteAllBytes(Path.Combine(directory, name), bytes);
+            }
+
+            var loaded = new BackendTls.Policy.Loading.ConfigLoader().Load(new BackendTls.Policy.Loading.ConfigDirectory(directory));
+            Assert.True(loaded.Succeeded, string.Join("\n", loaded.Errors));
+            Assert.Equal(1500, loaded.Config!.Targets.Count);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
 }

@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using BackendTls.Policy.Rendering;
 using BackendTls.Tests.Shared;
+using BackendTls.Webhook.Controller;
 using BackendTls.Webhook.Injection;
 
 namespace BackendTls.Webhook.Tests.EndToEnd;
@@ -77,6 +78,35 @@ public sealed partial class ReadmeTests
         }
     }
 
+    [SkippableFact]
+    public async Task TransparentDemo_RunsAsWritten_AndLeavesNothingBehind()
+    {
+        Skip.IfNot(NetworkNamespace.Available && ExternalProcess.OnPath("openssl") && ExternalProcess.OnPath("curl") && ExternalProcess.OnPath("setpriv")
+                   && (ExternalProcess.OnPath("nft") || ExternalProcess.OnPath("iptables")), "needs root, iproute2, openssl, curl, setpriv and nft or iptables");
+        var command = Assert.Single(ShellBlocks("Try it (fresh Debian 12 machine with the .NET 10 SDK)").Split('\n'), l => l.Contains("demo-transparent", StringComparison.Ordinal));
+        Assert.Equal("sudo bash scripts/demo-transparent.sh", command);
+
+        // As root already: the same script without sudo, on the sidecar this test run built.
+        var (code, output) = await ExternalProcess.RunAsync(ExternalProcess.Which("env"), [$"SIDECAR_DLL={Path.Combine(AppContext.BaseDirectory, "backendtls-sidecar.dll")}", "bash", "scripts/demo-transparent.sh"],
+            Repository.Root, TimeSpan.FromMinutes(3));
+
+        Assert.True(code == 0, output);
+        foreach (var line in new[]
+        {
+            "HTTP 200",
+            "Protocol  : TLSv1.3",
+            "HTTP 502 (x-backendtls-error: no_san)",
+            "backendtls_captured_connections_total{outcome=\"tls\",target=\"httpbin/httpbin:8443\"} 1",
+            "backendtls_upstream_handshakes_total{target=\"httpbin/httpbin:8443\",result=\"ok\",reason=\"verified\"} 1",
+        })
+        {
+            Assert.True(output.Contains(line, StringComparison.Ordinal), $"missing \"{line}\" in:\n{output}");
+        }
+
+        var (_, namespaces) = await ExternalProcess.RunAsync(ExternalProcess.Which("ip"), ["netns", "list"]);
+        Assert.DoesNotContain("btls-demo-", namespaces, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void ClusterSection_NamesOnlyWhatExists()
     {
@@ -93,10 +123,14 @@ public sealed partial class ReadmeTests
             Assert.True(File.Exists(Path.Combine(Repository.Root, build.Groups[1].Value)), $"{build.Value}: no such Dockerfile");
         }
 
-        Assert.Contains($"docker build -f Dockerfile.sidecar -t {new InjectorSettings().SidecarImage} .", prose, StringComparison.Ordinal);
-        Assert.Contains($"kubectl label namespace gateway {InjectionLabels.Inject}={InjectionLabels.Enabled}", shell, StringComparison.Ordinal);
-        Assert.Contains($"annotations.{InjectionLabels.Status.Replace(".", "\\.", StringComparison.Ordinal)}", shell, StringComparison.Ordinal);
-        Assert.Contains($"configmap -n gateway {new InjectorSettings().PolicyConfigMap}", shell, StringComparison.Ordinal);
+        var defaults = new InjectorSettings();
+        Assert.Contains($"docker build -f Dockerfile.sidecar -t {defaults.SidecarImage} .", prose, StringComparison.Ordinal);
+        Assert.Contains($"docker build -f Dockerfile.sidecar --target capture-init -t {defaults.CaptureInitImage} .", prose, StringComparison.Ordinal);
+        Assert.Contains("AS capture-init", File.ReadAllText(Path.Combine(Repository.Root, "Dockerfile.sidecar")), StringComparison.Ordinal);
+        Assert.Contains($"kubectl label namespace ingress-nginx {InjectionLabels.Inject}={InjectionLabels.Enabled}", shell, StringComparison.Ordinal);
+        Assert.Contains($"annotations.{InjectionLabels.CaptureConfig.Replace(".", "\\.", StringComparison.Ordinal)}", shell, StringComparison.Ordinal);
+        Assert.Contains($"configmap -n ingress-nginx {defaults.PolicyConfigMap}", shell, StringComparison.Ordinal);
+        Assert.Contains(CaptureCoverage.CapturedReason, shell, StringComparison.Ordinal);
 
         foreach (Match reason in Regex.Matches(shell, @"--field-selector reason=(\w+)"))
         {
