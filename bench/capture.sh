@@ -95,7 +95,8 @@ http {
 NGINX
 ip netns exec "$be" nginx -c "$work/backend.conf" -g 'daemon off;' >"$work/backend.log" 2>&1 &
 
-# The gateway: three routes, upstream keep-alive as ingress-nginx configures by default.
+# The gateway: three routes, upstream keep-alive as ingress-nginx configures by default. (proxy_set_header
+# is inherited only by levels that set none, so each location clears Connection itself.)
 cat >"$work/gateway.conf" <<NGINX
 user nobody nogroup;
 worker_processes 1;
@@ -105,16 +106,15 @@ events { worker_connections 4096; }
 http {
   access_log off;
   proxy_http_version 1.1;
-  proxy_set_header Connection "";
   upstream explicit { server 127.0.0.1:15001; keepalive 64; }
   upstream captured { server 198.18.20.2:8443; keepalive 64; }
   upstream tls      { server 198.18.20.2:9443; keepalive 64; }
   server { listen 127.0.0.1:8081;
-    location / { proxy_pass http://explicit; proxy_set_header Host backend.bench.svc.cluster.local:8443; } }
+    location / { proxy_pass http://explicit; proxy_set_header Host backend.bench.svc.cluster.local:8443; proxy_set_header Connection ""; } }
   server { listen 127.0.0.1:8082;
-    location / { proxy_pass http://captured; proxy_set_header Host backend.test; } }
+    location / { proxy_pass http://captured; proxy_set_header Host backend.test; proxy_set_header Connection ""; } }
   server { listen 127.0.0.1:8083;
-    location / { proxy_pass https://tls; proxy_set_header Host backend.test;
+    location / { proxy_pass https://tls; proxy_set_header Host backend.test; proxy_set_header Connection "";
       proxy_ssl_verify on; proxy_ssl_trusted_certificate $work/ca.crt; proxy_ssl_name backend.test;
       proxy_ssl_server_name on; proxy_ssl_session_reuse on; } }
 }
@@ -172,14 +172,17 @@ for c in explicit captured nginx-tls; do
 done
 captured_tls=$(in_gw curl -s http://127.0.0.1:15090/metrics | grep '^backendtls_captured_connections_total{.*outcome="tls"' | awk '{s+=$2} END {print s+0}')
 [[ "$captured_tls" -ge 1 ]] || { echo "validity: the captured route did not go through the capture listener"; exit 1; }
+for _ in 1 2 3 4; do in_gw curl -s -o /dev/null http://127.0.0.1:8082/; done
+again=$(in_gw curl -s http://127.0.0.1:15090/metrics | grep '^backendtls_captured_connections_total{.*outcome="tls"' | awk '{s+=$2} END {print s+0}')
+[[ "$again" -eq "$captured_tls" ]] || { echo "validity: the gateway did not keep its upstream connection alive ($captured_tls -> $again captured connections)"; exit 1; }
 
-sidecar_pid=$(ip netns pids "$gw" | while read -r p; do [[ "$(stat -c %u /proc/"$p")" == 15101 ]] && echo "$p"; done | head -n 1)
-cpu_ticks() { # gateway pod: nginx workers (nobody) + sidecar (15101)
-  local total=0 p
+cpu_ticks() { # gateway pod, by process owner: "<nginx workers (nobody)> <sidecar (15101)>"
+  local gateway=0 sidecar=0 p ticks
   for p in $(ip netns pids "$gw"); do
-    case "$(stat -c %u /proc/"$p" 2>/dev/null)" in 65534|15101) total=$((total + $(awk '{print $14 + $15}' /proc/"$p"/stat))) ;; esac
+    ticks=$(awk '{print $14 + $15}' /proc/"$p"/stat 2>/dev/null) || continue
+    case "$(stat -c %u /proc/"$p" 2>/dev/null)" in 65534) gateway=$((gateway + ticks)) ;; 15101) sidecar=$((sidecar + ticks)) ;; esac
   done
-  echo "$total"
+  echo "$gateway $sidecar"
 }
 clk=$(getconf CLK_TCK)
 to_us() { # wrk latency text (e.g. 1.23ms, 850.00us, 1.01s) -> microseconds
@@ -187,26 +190,27 @@ to_us() { # wrk latency text (e.g. 1.23ms, 850.00us, 1.01s) -> microseconds
 }
 median() { sort -g | awk '{a[NR]=$1} END { if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
 
-declare -A rps cpu p50 p99 lat1
+declare -A rps cpu side p50 p99 lat1
 contenders=(explicit captured nginx-tls)
 echo "capture bench: $rounds round(s) x ${duration}s per run, wrk -t1 -c32 (throughput) and -c1 (latency), $(nproc) cores"
 for ((r = 0; r < rounds; r++)); do
   order=("${contenders[@]:r%3}" "${contenders[@]:0:r%3}")
   for c in "${order[@]}"; do
-    before=$(cpu_ticks)
+    read -r gw0 sc0 < <(cpu_ticks)
     out=$(in_gw wrk -t1 -c32 -d"${duration}s" --latency "http://127.0.0.1:${port[$c]}/")
-    after=$(cpu_ticks)
+    read -r gw1 sc1 < <(cpu_ticks)
     requests=$(echo "$out" | awk '/requests in/ {print $1}')
     errors=$(echo "$out" | grep -E 'Non-2xx|Socket errors' || true)
     [[ -z "$errors" ]] || { echo "$c: $errors"; exit 1; }
     rps[$c]+="$(echo "$out" | awk '/Requests\/sec/ {print $2}') "
-    cpu[$c]+="$(echo "($after - $before) * 1000000 / $clk / $requests" | bc -l) "
+    cpu[$c]+="$(echo "($gw1 - $gw0 + $sc1 - $sc0) * 1000000 / $clk / $requests" | bc -l) "
+    side[$c]+="$(echo "($sc1 - $sc0) * 1000000 / $clk / $requests" | bc -l) "
     p50[$c]+="$(to_us "$(echo "$out" | awk '$1=="50%" {print $2}')") "
     p99[$c]+="$(to_us "$(echo "$out" | awk '$1=="99%" {print $2}')") "
     one=$(in_gw wrk -t1 -c1 -d"$((duration / 2 > 2 ? duration / 2 : 2))s" --latency "http://127.0.0.1:${port[$c]}/")
     lat1[$c]+="$(to_us "$(echo "$one" | awk '$1=="50%" {print $2}')") "
-    printf '  round %d %-10s %9.0f req/s  %6.1f us CPU/req  p50 %7.0f us  p99 %7.0f us  one-at-a-time p50 %6.0f us\n' "$((r + 1))" "$c" \
-      "$(echo "${rps[$c]}" | awk '{print $NF}')" "$(echo "${cpu[$c]}" | awk '{print $NF}')" \
+    printf '  round %d %-10s %9.0f req/s  %6.1f us CPU/req (sidecar %5.1f)  p50 %7.0f us  p99 %7.0f us  one-at-a-time p50 %6.0f us\n' "$((r + 1))" "$c" \
+      "$(echo "${rps[$c]}" | awk '{print $NF}')" "$(echo "${cpu[$c]}" | awk '{print $NF}')" "$(echo "${side[$c]}" | awk '{print $NF}')" \
       "$(echo "${p50[$c]}" | awk '{print $NF}')" "$(echo "${p99[$c]}" | awk '{print $NF}')" "$(echo "${lat1[$c]}" | awk '{print $NF}')"
   done
 done
@@ -214,9 +218,9 @@ done
 med() { echo "$1" | tr ' ' '\n' | grep -v '^$' | median; }
 echo
 echo "medians (gateway pod CPU = nginx worker + sidecar; the peer has no sidecar):"
-printf '  %-10s %10s %14s %10s %10s %18s\n' contender req/s "CPU us/req" "p50 us" "p99 us" "one-at-a-time us"
+printf '  %-10s %10s %14s %18s %10s %10s %18s\n' contender req/s "CPU us/req" "of it sidecar" "p50 us" "p99 us" "one-at-a-time us"
 for c in "${contenders[@]}"; do
-  printf '  %-10s %10.0f %14.1f %10.0f %10.0f %18.0f\n' "$c" "$(med "${rps[$c]}")" "$(med "${cpu[$c]}")" "$(med "${p50[$c]}")" "$(med "${p99[$c]}")" "$(med "${lat1[$c]}")"
+  printf '  %-10s %10.0f %14.1f %18.1f %10.0f %10.0f %18.0f\n' "$c" "$(med "${rps[$c]}")" "$(med "${cpu[$c]}")" "$(med "${side[$c]}")" "$(med "${p50[$c]}")" "$(med "${p99[$c]}")" "$(med "${lat1[$c]}")"
 done
 e_cpu=$(med "${cpu[explicit]}"); c_cpu=$(med "${cpu[captured]}"); n_cpu=$(med "${cpu[nginx-tls]}")
 e_one=$(med "${lat1[explicit]}"); c_one=$(med "${lat1[captured]}"); n_one=$(med "${lat1[nginx-tls]}")
