@@ -330,8 +330,9 @@ class Bed:
         for k in list(env):
             if k.startswith("DOTNET_") or k.startswith("BACKENDTLS_") or k in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
                 del env[k]
-        if variant == "inline":
-            env["DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS"] = "1"
+        if variant == "threadpool":
+            # the sidecar completes socket I/O inline by default; this variant measures the lever off
+            env["DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS"] = "0"
         if variant == "cacert":
             env["SSL_CERT_FILE"] = f"{self.work}/ca.pem"
             env["SSL_CERT_DIR"] = f"{self.work}/empty-cert-dir"
@@ -343,7 +344,7 @@ class Bed:
         p = PROCS.start("nginx", self.nginx_cmd(f"{w}/proxy.conf", f"{w}/proxy-error.log"), f"{self.out}/nginx.log")
         self.targets["nginx"] = dict(port=self.port("nginx"), proc=p, kind="nginx")
 
-        variants = ["default"] + (["inline"] if self.args.inline else [])
+        variants = ["default"] + (["threadpool"] if self.args.threadpool else [])
         for v in variants:
             name = "sidecar" if v == "default" else f"sidecar-{v}"
             cmd = self.sidecar_cmd(f"{w}/manifests-config", self.port(name), self.port(name + "-admin"))
@@ -610,8 +611,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk and h2load run")
     ap.add_argument("--startup-runs", type=int, default=7)
-    ap.add_argument("--no-inline", dest="inline", action="store_false",
-                    help="skip the DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 variant")
+    ap.add_argument("--no-threadpool", dest="threadpool", action="store_false",
+                    help="skip the variant with inline socket completions off (DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=0)")
     ap.add_argument("--no-direct", dest="direct", action="store_false", help="skip the direct-HTTPS baseline")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--keep", action="store_true", help="keep the temporary work dir (PKI, configs)")
@@ -704,7 +705,7 @@ def bench(args, work, out, started):
             f"(port open {fmt(med([r['port_open_ms'] for r in v]), '.1f')} ms; runs: "
             + " ".join(fmt(r['first_200_ms'], '.0f') for r in v) + ")")
 
-    names = list(bed.targets)  # nginx, sidecar, [sidecar-inline]
+    names = list(bed.targets)  # nginx, sidecar, [sidecar-threadpool]
     wrk_res, h2_res = [], []
     for rnd in range(args.rounds):
         order = names[rnd % len(names):] + names[:rnd % len(names)]

@@ -10,7 +10,7 @@
 #   --rounds N --duration S --startup-runs N
 #   --sidecar-bin PATH      use this binary instead of publishing (run.sh)
 #   --no-publish            reuse bench/results/aot/backendtls-sidecar from an earlier run (run.sh)
-#   --no-inline             skip the DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 variant
+#   --no-threadpool         skip the variant with inline socket completions off (=0; the sidecar's default is on)
 #   --no-direct             skip the direct-HTTPS latency baseline
 #   --keep                  keep the temporary PKI/config dir
 #   --wait-quiet S          wait up to S s for the box to be idle before starting
@@ -29,7 +29,7 @@ while [[ $# -gt 0 ]]; do
     --sidecar-bin) sidecar_bin="$(realpath "$2")"; shift ;;
     --no-publish) publish=0 ;;
     --rounds|--duration|--startup-runs|--out|--label|--wait-quiet) pass+=("$1" "$2"); shift ;;
-    --no-inline|--no-direct|--keep) pass+=("$1") ;;
+    --no-threadpool|--no-direct|--keep) pass+=("$1") ;;
     -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 64 ;;
   esac

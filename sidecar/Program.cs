@@ -18,6 +18,7 @@ var rest = args.Length > 0 && !args[0].StartsWith('-') ? args[1..] : args;
 switch (command)
 {
     case "run":
+        SocketTuning.PreferInlineCompletions();
         // OpenSSL reads the system trust store on the first certificate chain build (~100 ms here): start
         // that now, in parallel with starting the host; readiness waits for it.
         _ = TrustStoreWarmup.Started;

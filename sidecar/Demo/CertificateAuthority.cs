@@ -44,14 +44,15 @@ internal sealed class CertificateAuthority : IDisposable
         return new CertificateAuthority(signed.CopyWithPrivateKey(key));
     }
 
-    /// <summary>Issues a leaf with the given SANs (none: no SAN extension at all).</summary>
+    /// <summary>Issues a leaf with the given SANs (none: no SAN extension at all), and optionally an AIA caIssuers URL.</summary>
     public X509Certificate2 Issue(
         string subject,
         IEnumerable<string>? dnsNames = null,
         IEnumerable<Uri>? uris = null,
         DateTimeOffset? notBefore = null,
         DateTimeOffset? notAfter = null,
-        bool serverAuth = true)
+        bool serverAuth = true,
+        Uri? caIssuersUrl = null)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var request = new CertificateRequest(subject, key, HashAlgorithmName.SHA256);
@@ -59,6 +60,11 @@ internal sealed class CertificateAuthority : IDisposable
         request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
         request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([serverAuth ? ServerAuth : ClientAuth], false));
         request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(Certificate, true, false));
+        if (caIssuersUrl is not null)
+        {
+            request.CertificateExtensions.Add(new X509AuthorityInformationAccessExtension(null, [caIssuersUrl.ToString()]));
+        }
+
         var dns = dnsNames?.ToList() ?? [];
         var uri = uris?.ToList() ?? [];
         if (dns.Count + uri.Count > 0)

@@ -40,6 +40,10 @@ internal sealed class BackendCertificateVerifier
         {
             RevocationMode = X509RevocationMode.NoCheck,
             VerificationFlags = X509VerificationFlags.NoFlag,
+            // The chain is built from what the backend sends and the policy's anchors only: no fetching of
+            // intermediates from a certificate's AIA URL (egress the policy never named, and a blocking
+            // network call on the socket thread that runs this callback).
+            DisableCertificateDownloads = true,
         };
         chainPolicy.ApplicationPolicy.Add(ServerAuth);
         if (_target.Trust == TrustMode.PolicyCertificates)

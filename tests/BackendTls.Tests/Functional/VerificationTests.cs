@@ -84,6 +84,38 @@ public class VerificationTests
     }
 
     [Fact]
+    public async Task IntermediateNotSent_NotFetchedFromTheCertificatesAiaUrl()
+    {
+        // The leaf names where its issuer can be downloaded; the sidecar must not go there (egress the
+        // policy never named, and a blocking call on the socket thread), so the chain stays incomplete.
+        using var root = CertificateAuthority.Create("CN=Test Root");
+        using var intermediate = root.CreateIntermediate("CN=Test Intermediate");
+        using var aia = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        aia.Start();
+        var fetches = 0;
+        var served = Task.Run(async () =>
+        {
+            while (true)
+            {
+                using var client = await aia.AcceptTcpClientAsync();
+                Interlocked.Increment(ref fetches);
+                var stream = client.GetStream();
+                _ = await stream.ReadAsync(new byte[4096]); // the request head; its content does not matter
+                var der = intermediate.Certificate.RawData;
+                await stream.WriteAsync(System.Text.Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Type: application/pkix-cert\r\nContent-Length: {der.Length}\r\nConnection: close\r\n\r\n"));
+                await stream.WriteAsync(der);
+            }
+        });
+        var url = new Uri($"http://127.0.0.1:{((IPEndPoint)aia.LocalEndpoint).Port}/intermediate.crt");
+        using var leaf = intermediate.Issue("CN=backend", dnsNames: [Hostname], caIssuersUrl: url);
+
+        AssertRejected(await ProxyAsync(root, leaf), "untrusted_root", "send its intermediates");
+        Assert.Equal(0, Volatile.Read(ref fetches));
+        aia.Stop();
+        await Assert.ThrowsAnyAsync<Exception>(() => served);
+    }
+
+    [Fact]
     public async Task WrongCa_UntrustedRoot_NamesThePolicyCa()
     {
         using var trusted = CertificateAuthority.Create("CN=Trusted Root");
