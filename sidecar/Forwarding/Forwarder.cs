@@ -8,7 +8,10 @@ using BackendTls.Sidecar.Upstreams;
 namespace BackendTls.Sidecar.Forwarding;
 
 /// <summary>The end of one exchange: the status the gateway got and whether its connection stays open.</summary>
-internal readonly record struct ExchangeOutcome(int Status, bool KeepAlive)
+/// <param name="Status">The status the gateway got.</param>
+/// <param name="KeepAlive">Whether the gateway's connection stays open for another request.</param>
+/// <param name="Recorded">The lane counted the request itself (an upgrade, counted at its 101, not when it ends).</param>
+internal readonly record struct ExchangeOutcome(int Status, bool KeepAlive, bool Recorded = false)
 {
     /// <summary>First contact: the backend chose h2 in ALPN on a connection opened for HTTP/1.1.</summary>
     public static readonly ExchangeOutcome SwitchToHttp2 = new(0, false);
@@ -37,10 +40,9 @@ internal sealed class Forwarder(ProxyContext context)
                 "CONNECT asks for a tunnel; this sidecar forwards HTTP requests to the backends its policies name, nothing else"));
         }
 
-        if (request.Upgrade)
+        if (request.WantsUpgrade && UpgradeRefusal(request) is { } upgradeRefusal)
         {
-            return await RefuseAsync(client, started, context.UnknownTarget, SidecarMetrics.UnknownTarget, new ProxyFailure(501, FailureReason.UpgradeNotSupported,
-                "protocol upgrades (Upgrade: websocket, h2c) are not supported yet; send plain HTTP/1.1 requests (docs/proxy-behaviour.md)"));
+            return await RefuseAsync(client, started, context.UnknownTarget, SidecarMetrics.UnknownTarget, upgradeRefusal);
         }
 
         // (2) Target.
@@ -71,6 +73,12 @@ internal sealed class Forwarder(ProxyContext context)
 
         try
         {
+            if (request.WantsUpgrade && target.Config.Tls.Alpn == BackendTls.Policy.Validation.AlpnMode.Http2Only)
+            {
+                return await RefuseAsync(client, started, target.Requests, target.Id, new ProxyFailure(501, FailureReason.UpgradeNotSupported,
+                    $"{target.Id} allows only h2 (backendtls.io/alpn: h2), and an HTTP/1.1 upgrade (WebSocket) needs http/1.1; allow both in the policy's options"));
+            }
+
             if (target.IsFailClosed)
             {
                 Log.FailClosedRequest(context.Logger, target.Id, target.Config.FailClosedMessage);
@@ -145,7 +153,11 @@ internal sealed class Forwarder(ProxyContext context)
                     : await Http1Lane.ForwardAsync(client, target, endpoint);
             }
 
-            target.Requests.Record(outcome.Status, Stopwatch.GetElapsedTime(started));
+            if (!outcome.Recorded)
+            {
+                target.Requests.Record(outcome.Status, Stopwatch.GetElapsedTime(started));
+            }
+
             return outcome.KeepAlive && !client.IsCancelled;
         }
         catch (ProxyFailureException e) when (client.Role == ListenerRole.Capture && e.Failure.Reason is FailureReason.ConnectionRefused
@@ -195,8 +207,36 @@ internal sealed class Forwarder(ProxyContext context)
     /// path; otherwise HTTP/1.1 keeps both the SNI and the gateway's Host exact.
     /// </summary>
     private static bool UseHttp2(UpstreamTarget target, RequestHead request) =>
-        target.UseHttp2 && request.Form != TargetForm.Asterisk
+        target.UseHttp2 && request.Form != TargetForm.Asterisk && !request.WantsUpgrade
         && (SameHost(request.Host, target.Sni) || target.Config.Tls.Alpn == BackendTls.Policy.Validation.AlpnMode.Http2Only);
+
+    /// <summary>Upgrades the HTTP/1.1 lane cannot carry; null when it can (WebSocket and other byte-stream upgrades).</summary>
+    private static ProxyFailure? UpgradeRefusal(RequestHead request)
+    {
+        if (request.TryGetField("upgrade"u8, out var upgrade) && ContainsToken(request.Value(upgrade), "h2c"u8))
+        {
+            return new ProxyFailure(501, FailureReason.UpgradeNotSupported,
+                "Upgrade: h2c is not supported; send plain HTTP/1.1 (the sidecar speaks HTTP/2 to backends that offer it by itself)");
+        }
+
+        return request.Framing == BodyFraming.None ? null : new ProxyFailure(501, FailureReason.UpgradeNotSupported,
+            "an upgrade request with a body is not supported; WebSocket handshakes have none");
+    }
+
+    private static bool ContainsToken(ReadOnlySpan<byte> list, ReadOnlySpan<byte> lowerToken)
+    {
+        foreach (var range in list.Split((byte)','))
+        {
+            var token = list[range].Trim(" \t"u8);
+            var slash = token.IndexOf((byte)'/');
+            if (HttpSyntax.EqualsLower(slash < 0 ? token : token[..slash], lowerToken))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     public static bool SameHost(string? host, string hostname)
     {

@@ -34,7 +34,7 @@ internal static class Http1Lane
             var reused = upstream is not null;
             if (upstream is null)
             {
-                upstream = await ConnectAsync(client, target, endpoint);
+                upstream = await ConnectAsync(client, target, endpoint, offerHttp2: !target.ProtocolKnown && !request.WantsUpgrade);
                 if (upstream.NegotiatedHttp2)
                 {
                     upstream.Dispose();
@@ -51,11 +51,11 @@ internal static class Http1Lane
         }
     }
 
-    private static async ValueTask<UpstreamConnection> ConnectAsync(ProxyConnection client, UpstreamTarget target, EndPoint endpoint)
+    private static async ValueTask<UpstreamConnection> ConnectAsync(ProxyConnection client, UpstreamTarget target, EndPoint endpoint, bool offerHttp2)
     {
         try
         {
-            return await target.Connector!.ConnectAsync(endpoint, offerHttp2: !target.ProtocolKnown, client.Token);
+            return await target.Connector!.ConnectAsync(endpoint, offerHttp2, client.Token);
         }
         catch (UpstreamFailureException e)
         {
@@ -150,7 +150,9 @@ internal static class Http1Lane
             client.ClearDeadline();
         }
 
-        return await ForwardResponseAsync(client, target, upstream, upload);
+        return client.Response.StatusCode == 101
+            ? await UpgradeTunnel.RunAsync(client, target, upstream)
+            : await ForwardResponseAsync(client, target, upstream, upload);
     }
 
     private static Exception? ClientFailure(ProxyConnection client, UploadResult upload) => upload switch
@@ -203,6 +205,8 @@ internal static class Http1Lane
         {
             switch (field.Kind)
             {
+                case FieldKind.HopByHop when request.WantsUpgrade && HttpSyntax.EqualsLower(request.Name(field), "upgrade"u8):
+                    break; // the upgrade travels on (RFC 9110 §7.8), with its Connection option below
                 case FieldKind.Host when request.Form == TargetForm.Absolute:
                 case FieldKind.TransferEncoding:
                 case FieldKind.Connection:
@@ -218,7 +222,7 @@ internal static class Http1Lane
             }
 
             // The field line as received: name, the same separator, value.
-            output.Write(request.Slice(field.NameStart, field.ValueStart + field.ValueLength - field.NameStart)).Write("\r\n"u8);
+            output.Write(request.Line(field)).Write("\r\n"u8);
         }
 
         output.Write("X-Forwarded-For: "u8);
@@ -242,6 +246,11 @@ internal static class Http1Lane
         if (request.Chunked)
         {
             output.Write("Transfer-Encoding: chunked\r\n"u8);
+        }
+
+        if (request.WantsUpgrade)
+        {
+            output.Write("Connection: upgrade\r\n"u8);
         }
 
         output.Write("\r\n"u8);
@@ -352,7 +361,8 @@ internal static class Http1Lane
 
                         if (response.StatusCode == 101)
                         {
-                            throw new UpstreamReadException(false, "101 Switching Protocols to a request that asked for no upgrade");
+                            return request.WantsUpgrade ? response
+                                : throw new UpstreamReadException(false, "101 Switching Protocols to a request that asked for no upgrade");
                         }
 
                         // 1xx: interim responses go on to HTTP/1.1 gateways (RFC 9110 §15.2); then read on.
@@ -380,7 +390,7 @@ internal static class Http1Lane
         }
     }
 
-    private static void WriteEndToEndFields(HttpHead head, OutputBuffer output)
+    public static void WriteEndToEndFields(HttpHead head, OutputBuffer output)
     {
         foreach (var field in head.Fields)
         {
@@ -389,7 +399,7 @@ internal static class Http1Lane
                 continue;
             }
 
-            output.Write(head.Slice(field.NameStart, field.ValueStart + field.ValueLength - field.NameStart)).Write("\r\n"u8);
+            output.Write(head.Line(field)).Write("\r\n"u8);
         }
     }
 

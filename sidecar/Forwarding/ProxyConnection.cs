@@ -28,6 +28,9 @@ internal enum TimeoutKind
     /// <summary>A body stopped moving while being forwarded to the backend or to the gateway.</summary>
     BodyStalled,
 
+    /// <summary>An upgraded connection carried no byte either way for --upgrade-idle-timeout.</summary>
+    UpgradeIdle,
+
     /// <summary>The sidecar is shutting down.</summary>
     Shutdown,
 }
@@ -100,6 +103,9 @@ internal sealed class ProxyConnection : IHeartbeatTarget, IDisposable
     public CancellationToken Token => _cancellation.Token;
 
     public TimeoutKind TimedOut { get; private set; }
+
+    /// <summary>When the current request's head was complete (Stopwatch ticks).</summary>
+    public long RequestStarted { get; private set; }
 
     /// <summary>Set on shutdown: the current response is the last (Connection: close).</summary>
     public bool Draining => _draining;
@@ -180,7 +186,7 @@ internal sealed class ProxyConnection : IHeartbeatTarget, IDisposable
             }
 
             ClearDeadline();
-            var started = Stopwatch.GetTimestamp();
+            var started = RequestStarted = Stopwatch.GetTimestamp();
             if (status == ParseStatus.Invalid)
             {
                 Log.BadRequest(_context.Logger, Encoding.ASCII.GetString(RemoteAddress), error.Reason, error.Detail);

@@ -25,7 +25,8 @@ internal sealed record ProxySettings(
     TimeSpan IdleTimeout,
     TimeSpan RequestHeadersTimeout,
     TimeSpan ResponseTimeout,
-    TimeSpan BodyIdleTimeout);
+    TimeSpan BodyIdleTimeout,
+    TimeSpan UpgradeIdleTimeout);
 
 /// <summary>What every connection of the proxy shares.</summary>
 internal sealed class ProxyContext(

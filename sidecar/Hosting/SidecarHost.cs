@@ -58,7 +58,7 @@ internal static class SidecarHost
         builder.Services.AddSingleton(sp =>
         {
             var context = new ProxyContext(
-                new ProxySettings(options.IdleTimeout, options.RequestHeadersTimeout, options.ResponseTimeout, options.BodyIdleTimeout),
+                new ProxySettings(options.IdleTimeout, options.RequestHeadersTimeout, options.ResponseTimeout, options.BodyIdleTimeout, options.UpgradeIdleTimeout),
                 new CaptureSettings(options.UnknownDestination == "passthrough", options.UnknownHold, options.ConnectTimeout),
                 sp.GetRequiredService<IProxySnapshotSource>(),
                 sp.GetRequiredService<IDestinationSource>(),

@@ -36,6 +36,9 @@ internal sealed record SidecarOptions
     /// <summary>How long a body may stop moving (either way) before the exchange is given up.</summary>
     public TimeSpan BodyIdleTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>How long an upgraded connection (WebSocket) may carry no byte either way before it is closed.</summary>
+    public TimeSpan UpgradeIdleTimeout { get; init; } = TimeSpan.FromHours(1);
+
     /// <summary>Idle keep-alive time of connections from the gateway.</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromSeconds(120);
 
@@ -88,6 +91,7 @@ internal sealed record SidecarOptions
             RequestHeadersTimeout = Set.Add("request-headers-timeout", d.RequestHeadersTimeout, FlagValues.Seconds(), "the gateway sends a request head within", "SECONDS");
             ResponseTimeout = Set.Add("response-timeout", d.ResponseTimeout, FlagValues.Seconds(), "the backend sends response headers within, after the request", "SECONDS");
             BodyIdleTimeout = Set.Add("body-idle-timeout", d.BodyIdleTimeout, FlagValues.Seconds(), "a body may stall (either way) for", "SECONDS");
+            UpgradeIdleTimeout = Set.Add("upgrade-idle-timeout", d.UpgradeIdleTimeout, FlagValues.Seconds(), "an upgraded connection (WebSocket) may be silent both ways for", "SECONDS");
             IdleTimeout = Set.Add("idle-timeout", d.IdleTimeout, FlagValues.Seconds(), "keep-alive of gateway connections", "SECONDS");
             UpstreamIdleTimeout = Set.Add("upstream-idle-timeout", d.UpstreamIdleTimeout, FlagValues.Seconds(), "idle time of pooled backend connections", "SECONDS");
             DrainTimeout = Set.Add("drain-timeout", d.DrainTimeout, FlagValues.Seconds(allowZero: true), "on SIGTERM, finish in-flight requests within", "SECONDS");
@@ -121,6 +125,8 @@ internal sealed record SidecarOptions
         public Flag<TimeSpan> ResponseTimeout { get; }
 
         public Flag<TimeSpan> BodyIdleTimeout { get; }
+
+        public Flag<TimeSpan> UpgradeIdleTimeout { get; }
 
         public Flag<TimeSpan> IdleTimeout { get; }
 
@@ -168,6 +174,7 @@ internal sealed record SidecarOptions
             RequestHeadersTimeout = flags.RequestHeadersTimeout.Value,
             ResponseTimeout = flags.ResponseTimeout.Value,
             BodyIdleTimeout = flags.BodyIdleTimeout.Value,
+            UpgradeIdleTimeout = flags.UpgradeIdleTimeout.Value,
             IdleTimeout = flags.IdleTimeout.Value,
             UpstreamIdleTimeout = flags.UpstreamIdleTimeout.Value,
             DrainTimeout = flags.DrainTimeout.Value,

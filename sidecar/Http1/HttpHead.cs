@@ -79,6 +79,25 @@ internal abstract class HttpHead
 
     public ReadOnlySpan<byte> Slice(int start, int length) => Buffer.AsSpan(Offset + start, length);
 
+    /// <summary>The whole field line as received (name, separator, value), without its CRLF.</summary>
+    public ReadOnlySpan<byte> Line(in HeaderField field) => Slice(field.NameStart, field.ValueStart + field.ValueLength - field.NameStart);
+
+    /// <summary>The first field named <paramref name="lowerName"/> (compared case-insensitively).</summary>
+    public bool TryGetField(ReadOnlySpan<byte> lowerName, out HeaderField field)
+    {
+        foreach (var candidate in Fields)
+        {
+            if (HttpSyntax.EqualsLower(Name(candidate), lowerName))
+            {
+                field = candidate;
+                return true;
+            }
+        }
+
+        field = default;
+        return false;
+    }
+
     /// <summary>Whether the connection persists after this message, by version and Connection (RFC 9112 §9.3).</summary>
     public bool KeepAlive => !ConnectionClose && (Version >= 11 || ConnectionKeepAlive);
 
@@ -174,6 +193,9 @@ internal sealed class RequestHead : HttpHead
     public bool ExpectContinue { get; set; }
 
     public bool Upgrade { get; set; }
+
+    /// <summary>An upgrade the sender meant (RFC 9110 §7.8): an Upgrade field and the "upgrade" Connection option.</summary>
+    public bool WantsUpgrade => Upgrade && ConnectionOptions.Contains("upgrade");
 
     public bool IsHead => ReferenceEquals(Method, HttpMethodNames.Head);
 

@@ -2,7 +2,7 @@ namespace BackendTls.Sidecar.Telemetry;
 
 /// <summary>
 /// Every log event of the sidecar, source-generated, with stable ids (dashboards and alerts key on them).
-/// 1xx lifecycle, 2xx config, 3xx upstream, 4xx requests. Next free ids: 112, 211, 305, 409.
+/// 1xx lifecycle, 2xx config, 3xx upstream, 4xx requests. Next free ids: 112, 211, 305, 411.
 /// </summary>
 internal static partial class Log
 {
@@ -115,4 +115,10 @@ internal static partial class Log
 
     [LoggerMessage(408, LogLevel.Warning, "Pass-through connection to {Destination} failed: {Reason}; reset the gateway's connection", EventName = "PassthroughFailed")]
     public static partial void PassthroughFailed(ILogger logger, string destination, string reason);
+
+    [LoggerMessage(409, LogLevel.Information, "Upgraded connection to {Target} closed: no byte either way for {IdleSeconds}s (--upgrade-idle-timeout)", EventName = "UpgradeIdle")]
+    public static partial void UpgradeIdle(ILogger logger, string target, double idleSeconds);
+
+    [LoggerMessage(410, LogLevel.Debug, "Upgraded connection to {Target} ended after {Seconds:0.###}s", EventName = "UpgradeEnded")]
+    public static partial void UpgradeEnded(ILogger logger, string target, double seconds);
 }

@@ -37,6 +37,8 @@ internal sealed class SidecarMetrics
             });
         OpenConnections = factory.CreateGauge("backendtls_upstream_connections_open",
             "Open TCP connections to backends.", ["target"]);
+        UpgradedConnections = factory.CreateGauge("backendtls_upgraded_connections_open",
+            "Gateway connections switched to another protocol (WebSocket) after a 101, tunnelled over verified TLS.");
         Reloads = factory.CreateCounter("backendtls_config_reloads_total",
             "Config directory loads, by result: success, failure (last good config kept) or unchanged.", ["result"]);
         LastReloadSuccess = factory.CreateGauge("backendtls_config_last_reload_success_timestamp_seconds",
@@ -69,6 +71,8 @@ internal sealed class SidecarMetrics
     public Histogram HandshakeDuration { get; }
 
     public Gauge OpenConnections { get; }
+
+    public Gauge UpgradedConnections { get; }
 
     public Counter Reloads { get; }
 

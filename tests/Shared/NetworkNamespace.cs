@@ -138,7 +138,19 @@ internal sealed partial class NetworkNamespace : IAsyncDisposable
     /// ListenHandle): a socket belongs to the namespace it was made in, so one thread enters the namespace
     /// (setns), makes it and leaves.
     /// </summary>
-    public Socket Listen(IPEndPoint endpoint)
+    public Socket Listen(IPEndPoint endpoint) => Inside(() =>
+    {
+        var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        socket.Bind(endpoint);
+        socket.Listen(512);
+        return socket;
+    }, $"cannot listen on {endpoint} in {Name}");
+
+    /// <summary>An unconnected TCP socket of the namespace: its connections leave from there (and are captured like the gateway's).</summary>
+    public Socket NewSocket(AddressFamily family) =>
+        Inside(() => new Socket(family, SocketType.Stream, ProtocolType.Tcp), $"cannot make a socket in {Name}");
+
+    private Socket Inside(Func<Socket> make, string failure)
     {
         Socket? socket = null;
         Exception? error = null;
@@ -151,9 +163,7 @@ internal sealed partial class NetworkNamespace : IAsyncDisposable
                 Enter(target);
                 try
                 {
-                    socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-                    socket.Bind(endpoint);
-                    socket.Listen(512);
+                    socket = make();
                 }
                 finally
                 {
@@ -167,7 +177,7 @@ internal sealed partial class NetworkNamespace : IAsyncDisposable
         });
         thread.Start();
         thread.Join();
-        return socket ?? throw new InvalidOperationException($"cannot listen on {endpoint} in {Name}", error);
+        return socket ?? throw new InvalidOperationException(failure, error);
     }
 
     private static void Enter(Microsoft.Win32.SafeHandles.SafeFileHandle ns)

@@ -281,16 +281,37 @@ public sealed class WireFidelityTests : IAsyncLifetime
         }
     }
 
-    [Theory]
-    [InlineData("Upgrade: websocket\r\nConnection: Upgrade\r\n")]
-    [InlineData("Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n")]
-    public async Task Upgrade_501WithReason_NotForwarded(string fields)
+    [Fact]
+    public async Task H2cUpgrade_501WithReason_NotForwarded()
     {
-        var response = await SendAsync($"GET /chat HTTP/1.1\r\nHost: {Hostname}\r\n{fields}\r\n");
+        var response = await SendAsync($"GET /chat HTTP/1.1\r\nHost: {Hostname}\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n");
 
         Assert.Equal(501, response.Status);
         Assert.Equal("upgrade_not_supported", response.Field("x-backendtls-error"));
         Assert.Empty(_backend.Requests);
+    }
+
+    [Fact]
+    public async Task WebSocketUpgrade_ReachesTheBackend_WithItsUpgradeAndOneConnectionOption()
+    {
+        // The backend declines (200): the gateway gets that answer, and the backend saw the upgrade as sent.
+        var response = await SendAsync($"GET /chat HTTP/1.1\r\nHost: {Hostname}\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+
+        Assert.Equal(200, response.Status);
+        var request = Assert.Single(_backend.Requests);
+        Assert.Equal("websocket", request.Field("Upgrade"));
+        Assert.Equal("upgrade", request.Field("Connection"));
+        Assert.Equal(["Host", "Upgrade", "Sec-WebSocket-Key", "Sec-WebSocket-Version", "X-Forwarded-For", "X-Forwarded-Proto", "Connection"], request.FieldNames);
+    }
+
+    [Fact]
+    public async Task UpgradeFieldWithoutItsConnectionOption_IsDropped_AndTheRequestForwardedPlain()
+    {
+        // RFC 9110 §7.8: without "upgrade" in Connection the field is not an upgrade request; it is hop-by-hop.
+        var response = await SendAsync($"GET /chat HTTP/1.1\r\nHost: {Hostname}\r\nUpgrade: websocket\r\n\r\n");
+
+        Assert.Equal(200, response.Status);
+        Assert.Null(Assert.Single(_backend.Requests).Field("Upgrade"));
     }
 
     /// <summary>Framing a backend could read differently from us: refused, and nothing reaches the backend (RFC 9112).</summary>

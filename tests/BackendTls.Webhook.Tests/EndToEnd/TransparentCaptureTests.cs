@@ -25,7 +25,7 @@ public sealed class TransparentCaptureTests
 
     /// <summary>What a cluster would hold: two backend Services with policies, one without, the gateway.</summary>
     internal static string Manifests(string caPem, string wrongHostname, bool lateEndpoint, string mode) => Cluster(caPem, wrongHostname,
-        lateEndpoint ? "198.18.1.2, 198.18.1.4, 198.18.1.5" : "198.18.1.2, 198.18.1.4", mode);
+        lateEndpoint ? "198.18.1.2, 198.18.1.4, 198.18.1.5, 198.18.1.6" : "198.18.1.2, 198.18.1.4, 198.18.1.6", mode);
 
     private static string Cluster(string caPem, string wrongHostname, string webEndpoints, string mode) => $$$"""
         apiVersion: v1
@@ -138,12 +138,15 @@ public sealed class TransparentCaptureTests
         try
         {
             await NetworkNamespace.LinkAsync(gw, "to-be1", ["198.18.1.1/24", "fd00:18:1::1/64"], be1, "eth0",
-                ["198.18.1.2/24", "198.18.1.3/24", "198.18.1.4/24", "198.18.1.5/24", "fd00:18:1::2/64"]);
+                ["198.18.1.2/24", "198.18.1.3/24", "198.18.1.4/24", "198.18.1.5/24", "198.18.1.6/24", "fd00:18:1::2/64"]);
             await NetworkNamespace.LinkAsync(gw, "to-be2", ["198.18.2.1/24"], be2, "eth0", ["198.18.2.2/24"]);
 
-            // Backends: the policy target (TLS, its own SAN) on .2 and (later) .5; plain HTTP on .3, which no
-            // Service names; .4 is an endpoint that refuses. be2: a Service without policy, and one whose
-            // certificate does not match its policy.
+            // Backends: the policy target (TLS, its own SAN) on .2 and (later) .5, a WebSocket server of the
+            // same Service on .6; plain HTTP on .3, which no Service names; .4 is an endpoint that refuses.
+            // be2: a Service without policy, and one whose certificate does not match its policy.
+            var webSockets = await WebSocketBackend.StartAsync(ca.Issue("CN=web", dnsNames: [Web]),
+                be1.Listen(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("198.18.1.6"), 8443)));
+            processes.Add(webSockets);
             processes.Add(await Nginx.StartAsync($$"""
                   server {
                     listen 198.18.1.2:8443 ssl; listen [fd00:18:1::2]:8443 ssl; listen 198.18.1.5:8443 ssl;
@@ -240,7 +243,19 @@ public sealed class TransparentCaptureTests
                 Assert.Equal("200", (await Get("/retry")).Status);
             }
 
-            // 7. Live changes: an endpoint added to the Service, and a policy corrected, apply within 2 s.
+            // 7. WebSocket from the gateway's namespace to a pod IP: captured, upgraded over verified TLS, both ways.
+            using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
+            using (var socket = await WebSocketBackend.ConnectThroughAsync(() => gw.NewSocket(System.Net.Sockets.AddressFamily.InterNetwork),
+                new System.Net.IPEndPoint(System.Net.IPAddress.Parse("198.18.1.6"), 8443), new Uri("ws://web.example/echo"), timeout.Token))
+            {
+                await socket.SendAsync("captured"u8.ToArray(), System.Net.WebSockets.WebSocketMessageType.Text, true, timeout.Token);
+                var (_, echoed) = await WebSocketBackend.ReceiveAsync(socket, timeout.Token);
+                Assert.Equal("captured", System.Text.Encoding.UTF8.GetString(echoed));
+                await socket.CloseAsync(System.Net.WebSockets.WebSocketCloseStatus.NormalClosure, null, timeout.Token);
+                Assert.Equal(Web, Assert.Single(webSockets.Snis));
+            }
+
+            // 8. Live changes: an endpoint added to the Service, and a policy corrected, apply within 2 s.
             var before = await Get("/late");
             Assert.Equal(("502", "unknown_destination"), (before.Status, before.Reason));
             PublishConfig(config, Manifests(ca.CertificatePem, "wrong.example.com", lateEndpoint: true, mode));
