@@ -169,6 +169,7 @@ internal sealed class AdminEndpoints(IProxySnapshotSource snapshots, SidecarMetr
             json.WriteString("minTlsVersion", config.Tls.MinVersionText);
             json.WriteString("maxTlsVersion", config.Tls.MaxVersionText);
             json.WriteString("alpn", config.Tls.AlpnText);
+            json.WriteString("tls12CipherSuites", config.Tls.CipherSuitesText);
             if (config.ListenPort is { } port)
             {
                 json.WriteNumber("listenPort", port);

@@ -29,7 +29,8 @@ internal sealed class EchoBackend : IAsyncDisposable
         X509Certificate2 certificate,
         X509Certificate2Collection? chain = null,
         SslProtocols protocols = SslProtocols.Tls12 | SslProtocols.Tls13,
-        HttpProtocols httpProtocols = HttpProtocols.Http1AndHttp2)
+        HttpProtocols httpProtocols = HttpProtocols.Http1AndHttp2,
+        CipherSuitesPolicy? cipherSuites = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -54,6 +55,7 @@ internal sealed class EchoBackend : IAsyncDisposable
                         ServerCertificateContext = context,
                         EnabledSslProtocols = protocols,
                         ApplicationProtocols = alpn,
+                        CipherSuitesPolicy = cipherSuites,
                     }),
                 });
             });
@@ -82,6 +84,7 @@ internal sealed class EchoBackend : IAsyncDisposable
         // ITlsHandshakeFeature.HostName is only filled in with SNI-based certificate selection.
         json.WriteString("sni", context.Features.Get<ISslStreamFeature>()?.SslStream.TargetHostName);
         json.WriteString("tlsProtocol", tls?.Protocol.ToString());
+        json.WriteString("cipherSuite", context.Features.Get<ISslStreamFeature>()?.SslStream.NegotiatedCipherSuite.ToString());
         json.WriteString("httpProtocol", context.Request.Protocol);
         json.WriteString("method", context.Request.Method);
         json.WriteString("host", context.Request.Host.Value);

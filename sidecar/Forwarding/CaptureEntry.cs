@@ -11,7 +11,7 @@ namespace BackendTls.Sidecar.Forwarding;
 /// The start of a captured connection, before any HTTP: (1) its original destination; (2) what the
 /// destination index says it is, holding briefly when it says nothing yet; (3) pass Services without a
 /// policy through at L4; (4) look at the first bytes: the gateway's own TLS passes through untouched, the
-/// HTTP/2 preface is refused (for now), anything else is served as HTTP/1.1 and becomes verified TLS.
+/// HTTP/2 preface (h2c, gRPC) goes to the h2c lane, anything else is served as HTTP/1.1; both become verified TLS.
 /// </summary>
 internal static class CaptureEntry
 {
@@ -64,11 +64,19 @@ internal static class CaptureEntry
             return false;
         }
 
-        if (first.StartsWith("PRI "u8))
+        if (await client.StartsWithH2cPrefaceAsync())
         {
-            Log.CaptureH2cRefused(context.Logger, destination.ToString());
-            Count(context, "h2c_refused", route);
-            client.Reset();
+            // h2c (gRPC with prior knowledge): each stream becomes verified TLS with ALPN h2 (H2cLane).
+            if (unknown)
+            {
+                Deny(client, destination, "the index names no Service at this address (h2c from the gateway)");
+                client.Reset();
+                return false;
+            }
+
+            Count(context, route.Kind == DestinationKind.Ambiguous ? "ambiguous" : "tls", route);
+            Log.CapturedConnection(context.Logger, destination.ToString(), route.Service.Id, "h2c");
+            await client.HandOffH2cAsync();
             return false;
         }
 

@@ -16,7 +16,8 @@ internal static class ErrorResponse
     // Read by people as much as by tools: keep quotes and <> unescaped.
     private static readonly JsonWriterOptions JsonOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
-    public static void Compose(OutputBuffer output, ProxyFailure failure, string target, bool close, bool headRequest)
+    /// <summary>The JSON body of an answer, one line.</summary>
+    public static ReadOnlyMemory<byte> Json(ProxyFailure failure, string target)
     {
         var body = new ArrayBufferWriter<byte>(512);
         using (var json = new Utf8JsonWriter(body, JsonOptions))
@@ -29,6 +30,12 @@ internal static class ErrorResponse
         }
 
         body.Write("\n"u8);
+        return body.WrittenMemory;
+    }
+
+    public static void Compose(OutputBuffer output, ProxyFailure failure, string target, bool close, bool headRequest)
+    {
+        var body = Json(failure, target);
         output.Write("HTTP/1.1 "u8).WriteNumber(failure.Status).Write(" "u8).WriteLatin1(StatusText(failure.Status)).Write("\r\n"u8);
         output.Write("Content-Type: application/json; charset=utf-8\r\n"u8);
         output.Write("x-backendtls-error: "u8).WriteLatin1(failure.Reason).Write("\r\n"u8);
@@ -37,7 +44,7 @@ internal static class ErrorResponse
             output.Write("Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE\r\n"u8);
         }
 
-        output.Write("Content-Length: "u8).WriteNumber(body.WrittenCount).Write("\r\n"u8);
+        output.Write("Content-Length: "u8).WriteNumber(body.Length).Write("\r\n"u8);
         if (close)
         {
             output.Write("Connection: close\r\n"u8);
@@ -46,7 +53,7 @@ internal static class ErrorResponse
         output.Write("\r\n"u8);
         if (!headRequest)
         {
-            output.Write(body.WrittenSpan);
+            output.Write(body.Span);
         }
     }
 

@@ -115,15 +115,7 @@ internal static class Http2Lane
             return clientFailure;
         }
 
-        for (Exception? x = e; x is not null; x = x.InnerException)
-        {
-            if (x is UpstreamFailureException failure)
-            {
-                return new ProxyFailureException(ProxyFailure.From(failure), logged: true);
-            }
-        }
-
-        if (e is OperationCanceledException)
+        if (e is OperationCanceledException && UpstreamCause(e) is null)
         {
             return client.TimedOut switch
             {
@@ -134,6 +126,21 @@ internal static class Http2Lane
             };
         }
 
+        return UpstreamFailure(target, e);
+    }
+
+    /// <summary>
+    /// A failure of the backend side of an HTTP/2 exchange in the proxy's reasons: verification and
+    /// connection failures as the connector classified them, else a reset or protocol error. Shared by the
+    /// h2c lane, so both report the same reasons.
+    /// </summary>
+    public static ProxyFailureException UpstreamFailure(UpstreamTarget target, Exception e)
+    {
+        if (UpstreamCause(e) is { } failure)
+        {
+            return new ProxyFailureException(ProxyFailure.From(failure), logged: true);
+        }
+
         if (e is HttpRequestException { HttpRequestError: HttpRequestError.SecureConnectionError }
             && target.Connector!.ClassifyHandshakeFailure(e.InnerException ?? e, target.AddressEndPoint, clientCancelled: false) is UpstreamFailureException handshake)
         {
@@ -142,6 +149,19 @@ internal static class Http2Lane
 
         var reason = e is HttpRequestException { HttpRequestError: HttpRequestError.ResponseEnded } ? FailureReason.UpstreamReset : FailureReason.UpstreamProtocolError;
         return new ProxyFailureException(new ProxyFailure(502, reason, $"the backend did not send a valid response: {SocketErrorText.Describe(e)}"));
+    }
+
+    private static UpstreamFailureException? UpstreamCause(Exception e)
+    {
+        for (Exception? x = e; x is not null; x = x.InnerException)
+        {
+            if (x is UpstreamFailureException failure)
+            {
+                return failure;
+            }
+        }
+
+        return null;
     }
 
     private static readonly HashSet<string> HopByHop = new(StringComparer.OrdinalIgnoreCase)

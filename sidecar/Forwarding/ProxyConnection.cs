@@ -144,7 +144,7 @@ internal sealed class ProxyConnection : IHeartbeatTarget, IDisposable
     private async Task ServeAsync()
     {
         var options = _context.Settings;
-        while (true)
+        for (var first = true; ; first = false)
         {
             _idle = true;
             if (_draining)
@@ -164,6 +164,12 @@ internal sealed class ProxyConnection : IHeartbeatTarget, IDisposable
 
             _idle = false;
             SetDeadline(TimeoutKind.RequestHeaders, options.RequestHeadersTimeout);
+            if (first && await StartsWithH2cPrefaceAsync())
+            {
+                await HandOffH2cAsync();
+                return;
+            }
+
             ParseStatus status;
             ParseError error;
             int consumed;
@@ -201,6 +207,38 @@ internal sealed class ProxyConnection : IHeartbeatTarget, IDisposable
                 return;
             }
         }
+    }
+
+    /// <summary>Whether the connection opens with the HTTP/2 preface ("PRI * HTTP/2.0", h2c with prior knowledge, as gRPC clients send it).</summary>
+    public async ValueTask<bool> StartsWithH2cPrefaceAsync()
+    {
+        while (Input.Available < Preface.Length && Preface.StartsWith(Input.Span))
+        {
+            if (!await Input.FillAsync(Http1Parser.MaxRequestHeadBytes, Token))
+            {
+                return false;
+            }
+        }
+
+        return Input.Span.StartsWith(Preface);
+    }
+
+    private static ReadOnlySpan<byte> Preface => "PRI * HTTP/2.0\r\n"u8;
+
+    /// <summary>
+    /// Gives an h2c connection, with what was read of it, to Kestrel's HTTP/2 server (<see cref="H2cHandoff"/>,
+    /// served by <see cref="H2cLane"/>) and returns when Kestrel is done with it; shutdown and the drain
+    /// timeout close it as they close any connection.
+    /// </summary>
+    public async Task HandOffH2cAsync()
+    {
+        ClearDeadline();
+        var alreadyRead = Input.Memory.ToArray();
+        Input.Consume(Input.Available);
+        Input.Release();
+        var feature = new H2cConnectionFeature(Role, LocalPort, OriginalDestination, Encoding.ASCII.GetString(RemoteAddress));
+        using var stop = Token.Register(static socket => ((Socket)socket!).Close(), _socket);
+        await _context.H2c.RunAsync(Stream, alreadyRead, _socket.LocalEndPoint, _socket.RemoteEndPoint, feature, Abort);
     }
 
     /// <summary>After a timeout cancelled the exchange: answer with a fresh token, count it; the connection then closes.</summary>

@@ -56,4 +56,7 @@ internal sealed class ProxyContext(
     public RequestSeries UnknownTarget { get; } = metrics.RequestsFor(SidecarMetrics.UnknownTarget);
 
     public Forwarder Forwarder { get; set; } = null!;
+
+    /// <summary>Where h2c connections go (Kestrel's HTTP/2 server, in the same host).</summary>
+    public H2cHandoff H2c { get; set; } = null!;
 }

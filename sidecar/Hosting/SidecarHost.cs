@@ -66,6 +66,7 @@ internal static class SidecarHost
                 sp.GetRequiredService<Heartbeat>(),
                 sp.GetRequiredService<ILoggerFactory>().CreateLogger("BackendTls.Sidecar.Proxy"));
             context.Forwarder = new Forwarder(context);
+            context.H2c = sp.GetRequiredService<H2cHandoff>();
             return context;
         });
         builder.Services.AddSingleton(sp => new ProxyListeners(options.Listen, options.CapturePort, sp.GetRequiredService<ConfigStore>(),
@@ -73,17 +74,27 @@ internal static class SidecarHost
         builder.Services.AddSingleton<IListenerStatus>(sp => sp.GetRequiredService<ProxyListeners>());
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ProxyListeners>());
         builder.Services.AddSingleton<AdminEndpoints>();
+        builder.Services.AddSingleton<H2cHandoff>();
+        builder.Services.AddSingleton<Microsoft.AspNetCore.Connections.IConnectionListenerFactory>(sp => sp.GetRequiredService<H2cHandoff>());
+        builder.Services.AddSingleton(sp => new H2cLane(sp.GetRequiredService<ProxyContext>()));
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.DrainTimeout);
 
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
             kestrel.Listen(options.Admin, l => l.Protocols = HttpProtocols.Http1);
+            // h2c connections the proxy's listeners detected (gRPC): HTTP/2 only, and no limits a long
+            // stream would trip over (body size, minimum data rates); the backend and its deadlines decide.
+            kestrel.Listen(H2cHandoff.EndPoint, l => l.Protocols = HttpProtocols.Http2);
+            kestrel.Limits.MaxRequestBodySize = null;
+            kestrel.Limits.MinRequestBodyDataRate = null;
+            kestrel.Limits.MinResponseDataRate = null;
         });
 
         var app = builder.Build();
         var admin = app.Services.GetRequiredService<AdminEndpoints>();
-        app.Run(admin.HandleAsync);
+        var h2c = app.Services.GetRequiredService<H2cLane>();
+        app.Run(http => http.Features.Get<H2cConnectionFeature>() is null ? admin.HandleAsync(http) : h2c.HandleAsync(http));
 
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("BackendTls.Sidecar");
         app.Lifetime.ApplicationStarted.Register(() =>

@@ -2,7 +2,7 @@ namespace BackendTls.Sidecar.Telemetry;
 
 /// <summary>
 /// Every log event of the sidecar, source-generated, with stable ids (dashboards and alerts key on them).
-/// 1xx lifecycle, 2xx config, 3xx upstream, 4xx requests. Next free ids: 112, 211, 305, 411.
+/// 1xx lifecycle, 2xx config, 3xx upstream, 4xx requests. Next free ids: 112, 211, 305, 411 (406, h2c refused, is retired: h2c is served now).
 /// </summary>
 internal static partial class Log
 {
@@ -106,9 +106,6 @@ internal static partial class Log
 
     [LoggerMessage(405, LogLevel.Warning, "Captured connection to {Destination} denied: {Detail}", EventName = "CaptureDenied")]
     public static partial void CaptureDenied(ILogger logger, string destination, string detail);
-
-    [LoggerMessage(406, LogLevel.Warning, "Captured connection to {Destination} opens with the HTTP/2 preface (h2c, gRPC); closed: h2c is not supported yet", EventName = "CaptureH2cRefused")]
-    public static partial void CaptureH2cRefused(ILogger logger, string destination);
 
     [LoggerMessage(407, LogLevel.Warning, "Captured connection to {Destination} ({Target}): {Reason}; reset the gateway's connection so it can try another endpoint. {Detail}", EventName = "CaptureReset")]
     public static partial void CaptureReset(ILogger logger, string destination, string target, string reason, string detail);

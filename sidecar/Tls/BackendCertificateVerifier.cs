@@ -56,6 +56,7 @@ internal sealed class BackendCertificateVerifier
         {
             TargetHost = _target.Hostname, // the SNI
             EnabledSslProtocols = _target.Tls.Protocols,
+            CipherSuitesPolicy = _target.Tls.CipherSuites is { } suites && !OperatingSystem.IsWindows() ? new CipherSuitesPolicy(suites) : null, // OpenSSL only
             CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
             CertificateChainPolicy = chainPolicy,
             RemoteCertificateValidationCallback = Validate,

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Authentication;
+using BackendTls.Policy.Validation;
 using BackendTls.Sidecar.Failures;
 using BackendTls.Sidecar.Telemetry;
 
@@ -139,7 +140,8 @@ internal sealed class UpstreamConnector(UpstreamTarget target, UpstreamSettings 
                 $"the backend and the sidecar share no TLS version: the sidecar allows TLS {target.Config.Tls.MinVersionText}-{target.Config.Tls.MaxVersionText}; " +
                 $"upgrade the backend to TLS 1.2 or later ({Innermost(e)})", null),
             AuthenticationException or IOException => new UpstreamFailureException(FailureReason.HandshakeFailed,
-                $"TLS handshake with SNI {target.Sni} failed: {Innermost(e)}", null),
+                $"TLS handshake with SNI {target.Sni} failed: {Innermost(e)}" + (target.Config.Tls.Tls12CipherSuites is null ? string.Empty
+                    : $"; over TLS 1.2 the policy allows only {target.Config.Tls.CipherSuitesText} ({TlsSettings.CipherSuitesKey}): check the backend offers one of them"), null),
             _ => null,
         };
 

@@ -130,6 +130,7 @@ internal sealed class UpstreamTarget : IDisposable
     {
         TargetHost = _sslOptions.TargetHost,
         EnabledSslProtocols = _sslOptions.EnabledSslProtocols,
+        CipherSuitesPolicy = _sslOptions.CipherSuitesPolicy,
         CertificateRevocationCheckMode = _sslOptions.CertificateRevocationCheckMode,
         CertificateChainPolicy = _sslOptions.CertificateChainPolicy,
         RemoteCertificateValidationCallback = _sslOptions.RemoteCertificateValidationCallback,

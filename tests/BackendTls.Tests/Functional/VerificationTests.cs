@@ -250,4 +250,41 @@ public class VerificationTests
         Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
         Assert.Contains(response.Headers.GetValues("x-backendtls-error").Single(), new[] { "protocol_version", "handshake_failed" });
     }
+
+    [Theory]
+    [InlineData(System.Security.Authentication.SslProtocols.Tls12, "ECDHE-ECDSA-AES256-GCM-SHA384", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384")]
+    [InlineData(System.Security.Authentication.SslProtocols.Tls13, "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256")]
+    public async Task Tls12CipherSuitesOption_UsedOverTls12_Tls13KeepsItsOwn(System.Security.Authentication.SslProtocols backendProtocol, string option, string negotiated)
+    {
+        using var ca = CertificateAuthority.Create("CN=Test Root");
+        using var leaf = ca.Issue("CN=backend", dnsNames: [Hostname]);
+        // The backend prefers other suites first: the one the policy allows must still be chosen.
+        await using var backend = await EchoBackend.StartAsync(leaf, protocols: backendProtocol, cipherSuites: new System.Net.Security.CipherSuitesPolicy([
+            System.Net.Security.TlsCipherSuite.TLS_AES_128_GCM_SHA256, System.Net.Security.TlsCipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            System.Net.Security.TlsCipherSuite.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384]));
+        await using var sidecar = new SidecarFixture();
+        await sidecar.StartForBackendAsync(backend.Port, ca.CertificatePem, Hostname, options: $"backendtls.io/tls12-cipher-suites: {option}");
+
+        using var response = await sidecar.GetAsync(Hostname);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(negotiated, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("cipherSuite").GetString());
+    }
+
+    [Fact]
+    public async Task Tls12CipherSuitesOption_NoSuiteInCommon_HandshakeFailed_NamingTheAllowedSuites()
+    {
+        using var ca = CertificateAuthority.Create("CN=Test Root");
+        using var leaf = ca.Issue("CN=backend", dnsNames: [Hostname]);
+        await using var backend = await EchoBackend.StartAsync(leaf, protocols: System.Security.Authentication.SslProtocols.Tls12,
+            cipherSuites: new System.Net.Security.CipherSuitesPolicy([System.Net.Security.TlsCipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]));
+        await using var sidecar = new SidecarFixture();
+        await sidecar.StartForBackendAsync(backend.Port, ca.CertificatePem, Hostname, options: "backendtls.io/tls12-cipher-suites: ECDHE-ECDSA-CHACHA20-POLY1305");
+
+        using var response = await sidecar.GetAsync(Hostname);
+
+        Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
+        Assert.Equal("handshake_failed", response.Headers.GetValues("x-backendtls-error").Single());
+        Assert.Contains("the policy allows only TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
 }

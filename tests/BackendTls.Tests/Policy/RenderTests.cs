@@ -179,6 +179,14 @@ public class RenderTests
     [InlineData("backendtls.io/min-tls-version: \"1.0\"", false, "not allowed")]
     [InlineData("minTLS: \"1.3\"", false, "domain prefix")]
     [InlineData("kgateway.dev/cipher-suites: X", true, null)]
+    [InlineData("backendtls.io/tls12-cipher-suites: TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,ECDHE-ECDSA-AES256-GCM-SHA384", true, null)]
+    [InlineData("backendtls.io/tls12-cipher-suites: \"ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305\"", true, null)]
+    [InlineData("backendtls.io/tls12-cipher-suites: TLS_AES_128_GCM_SHA256", false, "is a TLS 1.3 suite")]
+    [InlineData("backendtls.io/tls12-cipher-suites: TLS_RSA_WITH_RC4_128_SHA", false, "is broken")]
+    [InlineData("backendtls.io/tls12-cipher-suites: TLS_RSA_WITH_NULL_SHA256", false, "is broken")]
+    [InlineData("backendtls.io/tls12-cipher-suites: AES128-SHA-FAST", false, "is not a TLS 1.2 cipher suite name")]
+    [InlineData("backendtls.io/tls12-cipher-suites: \"49199\"", false, "is not a TLS 1.2 cipher suite name")]
+    [InlineData("backendtls.io/tls12-cipher-suites: TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\nbackendtls.io/min-tls-version: \"1.3\"", false, "would never be used")]
     public void Options_OursValidated_OthersReported(string option, bool accepted, string? message)
     {
         var result = Render(Manifests.Service("svc"), Manifests.CaConfigMap("root-ca", CaPem), Manifests.Policy("p", "svc", "svc.example.com", options: option));
@@ -194,6 +202,23 @@ public class RenderTests
         {
             Assert.Contains(status.Warnings, w => w.Contains("another implementation", StringComparison.Ordinal));
         }
+    }
+
+    [Theory]
+    [InlineData("1.3", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_AES_256_GCM_SHA384,TLS_CHACHA20_POLY1305_SHA256,TLS_AES_128_GCM_SHA256")]
+    [InlineData("1.2", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")]
+    public void Tls12CipherSuites_KeepTls13sOwn_UnlessTheMaximumIs12(string max, string expected)
+    {
+        var errors = new List<string>();
+        var tls = BackendTls.Policy.Validation.TlsSettings.Parse(new Dictionary<string, string>
+        {
+            ["backendtls.io/tls12-cipher-suites"] = "ECDHE-RSA-AES128-GCM-SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            ["backendtls.io/max-tls-version"] = max,
+        }, errors);
+
+        Assert.Empty(errors);
+        Assert.Equal("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", tls.Tls12CipherSuites); // the duplicate once
+        Assert.Equal(expected, string.Join(",", tls.CipherSuites!));
     }
 
     [Fact]

@@ -3,6 +3,7 @@ using BackendTls.Policy.Rendering;
 using BackendTls.Policy.Yaml;
 using BackendTls.Sidecar.Demo;
 using BackendTls.Tests.Shared;
+using BackendTls.Tests.Shared.Grpc;
 using BackendTls.Webhook.Cli;
 using BackendTls.Webhook.Injection;
 using k8s;
@@ -25,7 +26,7 @@ public sealed class TransparentCaptureTests
 
     /// <summary>What a cluster would hold: two backend Services with policies, one without, the gateway.</summary>
     internal static string Manifests(string caPem, string wrongHostname, bool lateEndpoint, string mode) => Cluster(caPem, wrongHostname,
-        lateEndpoint ? "198.18.1.2, 198.18.1.4, 198.18.1.5, 198.18.1.6" : "198.18.1.2, 198.18.1.4, 198.18.1.6", mode);
+        lateEndpoint ? "198.18.1.2, 198.18.1.4, 198.18.1.5, 198.18.1.6, 198.18.1.7" : "198.18.1.2, 198.18.1.4, 198.18.1.6, 198.18.1.7", mode);
 
     private static string Cluster(string caPem, string wrongHostname, string webEndpoints, string mode) => $$$"""
         apiVersion: v1
@@ -138,15 +139,18 @@ public sealed class TransparentCaptureTests
         try
         {
             await NetworkNamespace.LinkAsync(gw, "to-be1", ["198.18.1.1/24", "fd00:18:1::1/64"], be1, "eth0",
-                ["198.18.1.2/24", "198.18.1.3/24", "198.18.1.4/24", "198.18.1.5/24", "198.18.1.6/24", "fd00:18:1::2/64"]);
+                ["198.18.1.2/24", "198.18.1.3/24", "198.18.1.4/24", "198.18.1.5/24", "198.18.1.6/24", "198.18.1.7/24", "fd00:18:1::2/64"]);
             await NetworkNamespace.LinkAsync(gw, "to-be2", ["198.18.2.1/24"], be2, "eth0", ["198.18.2.2/24"]);
 
-            // Backends: the policy target (TLS, its own SAN) on .2 and (later) .5, a WebSocket server of the
-            // same Service on .6; plain HTTP on .3, which no Service names; .4 is an endpoint that refuses.
+            // Backends: the policy target (TLS, its own SAN) on .2 and (later) .5, a WebSocket server and a
+            // gRPC server of the same Service on .6 and .7; plain HTTP on .3, which no Service names; .4 is an endpoint that refuses.
             // be2: a Service without policy, and one whose certificate does not match its policy.
             var webSockets = await WebSocketBackend.StartAsync(ca.Issue("CN=web", dnsNames: [Web]),
                 be1.Listen(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("198.18.1.6"), 8443)));
             processes.Add(webSockets);
+            EchoService.Seen.Clear();
+            processes.Add(await GrpcBackend.StartAsync(ca.Issue("CN=web", dnsNames: [Web]),
+                be1.Listen(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("198.18.1.7"), 8443))));
             processes.Add(await Nginx.StartAsync($$"""
                   server {
                     listen 198.18.1.2:8443 ssl; listen [fd00:18:1::2]:8443 ssl; listen 198.18.1.5:8443 ssl;
@@ -255,7 +259,27 @@ public sealed class TransparentCaptureTests
                 Assert.Equal(Web, Assert.Single(webSockets.Snis));
             }
 
-            // 8. Live changes: an endpoint added to the Service, and a policy corrected, apply within 2 s.
+            // 8. gRPC (h2c with prior knowledge) from the gateway's namespace to a pod IP: captured, each call
+            //    verified TLS with ALPN h2, a server stream and the trailers intact.
+            using (var channel = GrpcClients.Channel("web.example", () => gw.NewSocket(System.Net.Sockets.AddressFamily.InterNetwork),
+                new System.Net.IPEndPoint(System.Net.IPAddress.Parse("198.18.1.7"), 8443)))
+            {
+                var invoker = channel.CreateCallInvoker();
+                using var unary = invoker.AsyncUnaryCall(EchoGrpc.Unary, null, new Grpc.Core.CallOptions(), "captured"u8.ToArray());
+                Assert.Equal("captured", System.Text.Encoding.ASCII.GetString(await unary.ResponseAsync));
+                Assert.Equal("yes", unary.GetTrailers().GetValue("x-echo-trailer"));
+                using var stream = invoker.AsyncServerStreamingCall(EchoGrpc.Split, null, new Grpc.Core.CallOptions(), "3,10"u8.ToArray());
+                var messages = 0;
+                while (await stream.ResponseStream.MoveNext(CancellationToken.None))
+                {
+                    messages++;
+                }
+
+                Assert.Equal(3, messages);
+                Assert.All(EchoService.Seen, seen => Assert.Equal(Web, seen.Sni));
+            }
+
+            // 9. Live changes: an endpoint added to the Service, and a policy corrected, apply within 2 s.
             var before = await Get("/late");
             Assert.Equal(("502", "unknown_destination"), (before.Status, before.Reason));
             PublishConfig(config, Manifests(ca.CertificatePem, "wrong.example.com", lateEndpoint: true, mode));
