@@ -252,18 +252,20 @@ public class VerificationTests
     }
 
     [Theory]
-    [InlineData(System.Security.Authentication.SslProtocols.Tls12, "ECDHE-ECDSA-AES256-GCM-SHA384", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384")]
+    [InlineData(System.Security.Authentication.SslProtocols.Tls12, "ECDHE-ECDSA-CHACHA20-POLY1305", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256")]
+    [InlineData(System.Security.Authentication.SslProtocols.Tls12, "", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256")] // without the option: the server's first choice
     [InlineData(System.Security.Authentication.SslProtocols.Tls13, "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256")]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     public async Task Tls12CipherSuitesOption_UsedOverTls12_Tls13KeepsItsOwn(System.Security.Authentication.SslProtocols backendProtocol, string option, string negotiated)
     {
         using var ca = CertificateAuthority.Create("CN=Test Root");
         using var leaf = ca.Issue("CN=backend", dnsNames: [Hostname]);
-        // The backend prefers other suites first: the one the policy allows must still be chosen.
+        // The backend accepts several suites; without the option its first choice, AES-128-GCM, would be used.
         await using var backend = await EchoBackend.StartAsync(leaf, protocols: backendProtocol, cipherSuites: new System.Net.Security.CipherSuitesPolicy([
             System.Net.Security.TlsCipherSuite.TLS_AES_128_GCM_SHA256, System.Net.Security.TlsCipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-            System.Net.Security.TlsCipherSuite.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384]));
+            System.Net.Security.TlsCipherSuite.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, System.Net.Security.TlsCipherSuite.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256]));
         await using var sidecar = new SidecarFixture();
-        await sidecar.StartForBackendAsync(backend.Port, ca.CertificatePem, Hostname, options: $"backendtls.io/tls12-cipher-suites: {option}");
+        await sidecar.StartForBackendAsync(backend.Port, ca.CertificatePem, Hostname, options: option.Length == 0 ? null : $"backendtls.io/tls12-cipher-suites: {option}");
 
         using var response = await sidecar.GetAsync(Hostname);
 
@@ -272,6 +274,7 @@ public class VerificationTests
     }
 
     [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     public async Task Tls12CipherSuitesOption_NoSuiteInCommon_HandshakeFailed_NamingTheAllowedSuites()
     {
         using var ca = CertificateAuthority.Create("CN=Test Root");
