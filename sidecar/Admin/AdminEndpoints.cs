@@ -14,7 +14,8 @@ namespace BackendTls.Sidecar.Admin;
 /// target (certificate subjects and expiry, never key material). A switch on the path keeps this off
 /// the routing middleware the data path doesn't need.
 /// </summary>
-internal sealed class AdminEndpoints(IProxySnapshotSource snapshots, SidecarMetrics metrics, IListenerStatus listeners, IIndexStatus index)
+internal sealed class AdminEndpoints(IProxySnapshotSource snapshots, SidecarMetrics metrics, IListenerStatus listeners, IIndexStatus index,
+    BackendTls.Sidecar.Tls.ClientCertificates clientCertificates)
 {
     public Task HandleAsync(HttpContext context)
     {
@@ -61,6 +62,18 @@ internal sealed class AdminEndpoints(IProxySnapshotSource snapshots, SidecarMetr
                 json.WriteStartObject("destinationIndex");
                 json.WriteBoolean("watched", index.Watched);
                 json.WriteString("problem", index.Problem);
+                json.WriteEndObject();
+            }
+
+            if (clientCertificates.Directory is not null)
+            {
+                // Shown, not a readiness condition: without it requests fail closed with the reason, and the
+                // gateway's other traffic (and the pod) stay up.
+                json.WriteStartObject("clientCertificate");
+                json.WriteString("directory", clientCertificates.Directory);
+                json.WriteString("subject", clientCertificates.Current?.Subject);
+                json.WriteString("notAfter", clientCertificates.Current?.NotAfter.ToString("u", System.Globalization.CultureInfo.InvariantCulture));
+                json.WriteString("problem", clientCertificates.Problem ?? clientCertificates.FailClosedReason);
                 json.WriteEndObject();
             }
 

@@ -30,7 +30,8 @@ internal sealed class EchoBackend : IAsyncDisposable
         X509Certificate2Collection? chain = null,
         SslProtocols protocols = SslProtocols.Tls12 | SslProtocols.Tls13,
         HttpProtocols httpProtocols = HttpProtocols.Http1AndHttp2,
-        CipherSuitesPolicy? cipherSuites = null)
+        CipherSuitesPolicy? cipherSuites = null,
+        Func<X509Certificate2?, bool>? acceptClientCertificate = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -56,6 +57,10 @@ internal sealed class EchoBackend : IAsyncDisposable
                         EnabledSslProtocols = protocols,
                         ApplicationProtocols = alpn,
                         CipherSuitesPolicy = cipherSuites,
+                        // Mutual TLS, as a backend that requires it: no certificate, or one refused, aborts the handshake.
+                        ClientCertificateRequired = acceptClientCertificate is not null,
+                        RemoteCertificateValidationCallback = acceptClientCertificate is null ? null
+                            : (_, presented, _, _) => acceptClientCertificate(presented as X509Certificate2),
                     }),
                 });
             });
@@ -70,6 +75,11 @@ internal sealed class EchoBackend : IAsyncDisposable
     private static async Task EchoAsync(HttpContext context)
     {
         var tls = context.Features.Get<Microsoft.AspNetCore.Connections.Features.ITlsHandshakeFeature>();
+        if (context.Request.Query.ContainsKey("close"))
+        {
+            context.Response.Headers.Connection = "close"; // the proxy must open a new connection next time
+        }
+
         if (int.TryParse(context.Request.Query["delayMs"], out var delay))
         {
             await Task.Delay(delay, context.RequestAborted); // a slow backend, for drain tests
@@ -84,6 +94,7 @@ internal sealed class EchoBackend : IAsyncDisposable
         // ITlsHandshakeFeature.HostName is only filled in with SNI-based certificate selection.
         json.WriteString("sni", context.Features.Get<ISslStreamFeature>()?.SslStream.TargetHostName);
         json.WriteString("tlsProtocol", tls?.Protocol.ToString());
+        json.WriteString("clientCertificate", (context.Features.Get<ISslStreamFeature>()?.SslStream.RemoteCertificate as X509Certificate2)?.Subject);
         json.WriteString("cipherSuite", context.Features.Get<ISslStreamFeature>()?.SslStream.NegotiatedCipherSuite.ToString());
         json.WriteString("httpProtocol", context.Request.Protocol);
         json.WriteString("method", context.Request.Method);

@@ -30,6 +30,10 @@ internal static class FailureReason
     public const string UpstreamProtocolError = "upstream_protocol_error";
     public const string UpstreamTimeout = "upstream_timeout";
 
+    // Mutual TLS: the sidecar's own client certificate
+    public const string ClientCertificateRejected = "client_certificate_rejected";
+    public const string ClientCertificateInvalid = "client_certificate_invalid";
+
     // The gateway's request (answered 4xx/5xx by the sidecar, counted as the client's)
     public const string BadRequest = "bad_request";
     public const string HeadersTooLarge = "headers_too_large";

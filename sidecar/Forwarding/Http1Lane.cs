@@ -138,6 +138,11 @@ internal static class Http1Lane
                 throw clientFailure;
             }
 
+            if (target.Connector!.ClientCertificateRefusal(e.InnerException ?? e, closedBeforeAnswer: e.NothingReceived && upstream.Uses == 1 && client.TimedOut == TimeoutKind.None) is { } refused)
+            {
+                throw new ProxyFailureException(ProxyFailure.From(refused), logged: true); // TLS 1.3: refused after the handshake
+            }
+
             if (e.NothingReceived && retryAllowed)
             {
                 return null;

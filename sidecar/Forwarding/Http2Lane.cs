@@ -141,6 +141,11 @@ internal static class Http2Lane
             return new ProxyFailureException(ProxyFailure.From(failure), logged: true);
         }
 
+        if (target.Connector?.ClientCertificateRefusal(e, closedBeforeAnswer: e is HttpRequestException { HttpRequestError: HttpRequestError.ResponseEnded }) is { } refused)
+        {
+            return new ProxyFailureException(ProxyFailure.From(refused), logged: true);
+        }
+
         if (e is HttpRequestException { HttpRequestError: HttpRequestError.SecureConnectionError }
             && target.Connector!.ClassifyHandshakeFailure(e.InnerException ?? e, target.AddressEndPoint, clientCancelled: false) is UpstreamFailureException handshake)
         {

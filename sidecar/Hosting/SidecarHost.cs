@@ -31,7 +31,11 @@ internal static class SidecarHost
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         configureLogging?.Invoke(builder.Logging);
 
-        var upstream = new UpstreamSettings(options.ConnectTimeout, options.HandshakeTimeout, options.UpstreamIdleTimeout, options.Resolve, options.ResponseTimeout);
+        var clientCertificates = new BackendTls.Sidecar.Tls.ClientCertificates(options.ClientCertificateDir, TimeProvider.System);
+        clientCertificates.Reload(); // before the first connection
+        var upstream = new UpstreamSettings(options.ConnectTimeout, options.HandshakeTimeout, options.UpstreamIdleTimeout, options.Resolve, options.ResponseTimeout, clientCertificates);
+        builder.Services.AddSingleton(clientCertificates);
+        builder.Services.AddHostedService<ClientCertificateWatcher>();
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<SidecarMetrics>();

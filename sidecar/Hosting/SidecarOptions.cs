@@ -39,6 +39,9 @@ internal sealed record SidecarOptions
     /// <summary>How long an upgraded connection (WebSocket) may carry no byte either way before it is closed.</summary>
     public TimeSpan UpgradeIdleTimeout { get; init; } = TimeSpan.FromHours(1);
 
+    /// <summary>A mounted kubernetes.io/tls Secret (tls.crt, tls.key) presented to backends that require mutual TLS; null: none.</summary>
+    public string? ClientCertificateDir { get; init; }
+
     /// <summary>Idle keep-alive time of connections from the gateway.</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromSeconds(120);
 
@@ -92,6 +95,7 @@ internal sealed record SidecarOptions
             ResponseTimeout = Set.Add("response-timeout", d.ResponseTimeout, FlagValues.Seconds(), "the backend sends response headers within, after the request", "SECONDS");
             BodyIdleTimeout = Set.Add("body-idle-timeout", d.BodyIdleTimeout, FlagValues.Seconds(), "a body may stall (either way) for", "SECONDS");
             UpgradeIdleTimeout = Set.Add("upgrade-idle-timeout", d.UpgradeIdleTimeout, FlagValues.Seconds(), "an upgraded connection (WebSocket) may be silent both ways for", "SECONDS");
+            ClientCertificateDir = Set.Add<string?>("client-certificate-dir", null, v => (v, null), "a kubernetes.io/tls Secret's directory (tls.crt, tls.key) to present to backends (mutual TLS)", "DIR");
             IdleTimeout = Set.Add("idle-timeout", d.IdleTimeout, FlagValues.Seconds(), "keep-alive of gateway connections", "SECONDS");
             UpstreamIdleTimeout = Set.Add("upstream-idle-timeout", d.UpstreamIdleTimeout, FlagValues.Seconds(), "idle time of pooled backend connections", "SECONDS");
             DrainTimeout = Set.Add("drain-timeout", d.DrainTimeout, FlagValues.Seconds(allowZero: true), "on SIGTERM, finish in-flight requests within", "SECONDS");
@@ -127,6 +131,8 @@ internal sealed record SidecarOptions
         public Flag<TimeSpan> BodyIdleTimeout { get; }
 
         public Flag<TimeSpan> UpgradeIdleTimeout { get; }
+
+        public Flag<string?> ClientCertificateDir { get; }
 
         public Flag<TimeSpan> IdleTimeout { get; }
 
@@ -175,6 +181,7 @@ internal sealed record SidecarOptions
             ResponseTimeout = flags.ResponseTimeout.Value,
             BodyIdleTimeout = flags.BodyIdleTimeout.Value,
             UpgradeIdleTimeout = flags.UpgradeIdleTimeout.Value,
+            ClientCertificateDir = string.IsNullOrEmpty(flags.ClientCertificateDir.Value) ? null : flags.ClientCertificateDir.Value,
             IdleTimeout = flags.IdleTimeout.Value,
             UpstreamIdleTimeout = flags.UpstreamIdleTimeout.Value,
             DrainTimeout = flags.DrainTimeout.Value,

@@ -2,7 +2,7 @@ namespace BackendTls.Sidecar.Telemetry;
 
 /// <summary>
 /// Every log event of the sidecar, source-generated, with stable ids (dashboards and alerts key on them).
-/// 1xx lifecycle, 2xx config, 3xx upstream, 4xx requests. Next free ids: 112, 211, 305, 411 (406, h2c refused, is retired: h2c is served now).
+/// 1xx lifecycle, 2xx config, 3xx upstream, 4xx requests. Next free ids: 112, 213, 305, 411 (406, h2c refused, is retired: h2c is served now).
 /// </summary>
 internal static partial class Log
 {
@@ -71,6 +71,12 @@ internal static partial class Log
 
     [LoggerMessage(210, LogLevel.Information, "Destination index {Url} answers again", EventName = "IndexWatchRecovered")]
     public static partial void IndexWatchRecovered(ILogger logger, string url);
+
+    [LoggerMessage(211, LogLevel.Information, "Client certificate for backends loaded: {Subject}, issued by {Issuer}, valid until {NotAfter:u}, SHA-256 {Fingerprint}, from {Directory}", EventName = "ClientCertificateLoaded")]
+    public static partial void ClientCertificateLoaded(ILogger logger, string subject, string issuer, DateTimeOffset notAfter, string fingerprint, string directory);
+
+    [LoggerMessage(212, LogLevel.Error, "Client certificate not used: {Problem}. In use: {InUse}", EventName = "ClientCertificateRejected")]
+    public static partial void ClientCertificateRejected(ILogger logger, string problem, string inUse);
 
     [LoggerMessage(300, LogLevel.Warning,
         "Upstream TLS to {Target} failed: {Reason}. SNI {Sni}; presented certificate subject \"{Subject}\", SANs [{Sans}], issuer \"{Issuer}\", valid {NotBefore:u} to {NotAfter:u}. {Detail}",

@@ -37,6 +37,8 @@ internal sealed class SidecarMetrics
             });
         OpenConnections = factory.CreateGauge("backendtls_upstream_connections_open",
             "Open TCP connections to backends.", ["target"]);
+        ClientCertificateExpiry = factory.CreateGauge("backendtls_client_certificate_expiry_timestamp_seconds",
+            "Unix time at which the client certificate the sidecar presents to backends (mutual TLS) expires.");
         UpgradedConnections = factory.CreateGauge("backendtls_upgraded_connections_open",
             "Gateway connections switched to another protocol (WebSocket) after a 101, tunnelled over verified TLS.");
         Reloads = factory.CreateCounter("backendtls_config_reloads_total",
@@ -73,6 +75,8 @@ internal sealed class SidecarMetrics
     public Gauge OpenConnections { get; }
 
     public Gauge UpgradedConnections { get; }
+
+    public Gauge ClientCertificateExpiry { get; }
 
     public Counter Reloads { get; }
 

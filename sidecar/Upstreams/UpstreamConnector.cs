@@ -26,6 +26,7 @@ internal sealed class UpstreamConnector(UpstreamTarget target, UpstreamSettings 
     /// <param name="cancellationToken">The client went away.</param>
     public async ValueTask<UpstreamConnection> ConnectAsync(EndPoint endpoint, bool offerHttp2, CancellationToken cancellationToken)
     {
+        RefuseWithoutClientCertificate();
         var socket = await ConnectSocketAsync(endpoint, cancellationToken);
         var ssl = new SslStream(new NetworkStream(socket, ownsSocket: true), leaveInnerStreamOpen: false);
         var started = Stopwatch.GetTimestamp();
@@ -52,6 +53,7 @@ internal sealed class UpstreamConnector(UpstreamTarget target, UpstreamSettings 
     public async ValueTask<Stream> ConnectTcpAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)
     {
         EndPoint endpoint = IPAddress.TryParse(context.DnsEndPoint.Host, out var ip) ? new IPEndPoint(ip, context.DnsEndPoint.Port) : target.AddressEndPoint;
+        RefuseWithoutClientCertificate();
         var socket = await ConnectSocketAsync(endpoint, cancellationToken);
         context.InitialRequestMessage.Options.Set(ConnectedAt, Stopwatch.GetTimestamp());
         return new TrackedNetworkStream(socket, target.OpenConnections);
@@ -67,6 +69,54 @@ internal sealed class UpstreamConnector(UpstreamTarget target, UpstreamSettings 
         }
 
         return ValueTask.FromResult(context.PlaintextStream);
+    }
+
+    /// <summary>A client certificate is configured but none can be presented: fail closed, never connect without it.</summary>
+    private void RefuseWithoutClientCertificate()
+    {
+        if (settings.ClientCertificates?.FailClosedReason is { } reason)
+        {
+            var detail = reason + " (the sidecar presents it to every backend; it is not sent without one)";
+            Log.UpstreamConnectFailed(logger, target.Id, target.Config.Address, target.Sni, FailureReason.ClientCertificateInvalid, detail);
+            throw target.RecordFailure(FailureReason.ClientCertificateInvalid, detail, null);
+        }
+    }
+
+    /// <summary>
+    /// A TLS alert the backend sent about a certificate: the sidecar sends certificates only as a client, so
+    /// such an alert refuses its client certificate (or its absence). During the handshake with TLS 1.2;
+    /// with TLS 1.3 on the first read after it, so the lanes ask here too. Null when it is no such alert.
+    /// </summary>
+    /// <param name="e">The failure.</param>
+    /// <param name="closedBeforeAnswer">The connection ended before any response byte, right after its handshake.</param>
+    public UpstreamFailureException? ClientCertificateRefusal(Exception e, bool closedBeforeAnswer = false)
+    {
+        var text = Innermost(e);
+        string? alert = closedBeforeAnswer && target.BackendAsksForClientCertificate ? "none: it asked for a client certificate, then closed the connection without answering" : null;
+        foreach (var name in alert is not null ? [] : (ReadOnlySpan<string>)["certificate required", "bad certificate", "unknown ca", "certificate unknown", "certificate expired",
+                     "certificate revoked", "unsupported certificate", "access denied"])
+        {
+            if (text.Contains("alert " + name, StringComparison.OrdinalIgnoreCase))
+            {
+                alert = name;
+                break;
+            }
+        }
+
+        if (alert is null)
+        {
+            return null;
+        }
+
+        var presented = settings.ClientCertificates?.Current is { } current
+            ? $"the sidecar's client certificate {current.Subject} (issued by {current.Issuer})"
+            : "the connection, which carried no client certificate";
+        var fix = settings.ClientCertificates?.Current is null
+            ? "the backend requires mutual TLS: give the gateway's pods a client certificate (backendtls.io/client-certificate-secret, docs/proxy-behaviour.md)"
+            : "make the backend trust its issuer, or mount a certificate the backend accepts";
+        var detail = $"the backend refused {presented} (TLS alert: {alert}); {fix}";
+        Log.UpstreamConnectFailed(logger, target.Id, target.Config.Address, target.Sni, FailureReason.ClientCertificateRejected, detail);
+        return target.RecordFailure(FailureReason.ClientCertificateRejected, detail, null);
     }
 
     private async ValueTask<Socket> ConnectSocketAsync(EndPoint endpoint, CancellationToken cancellationToken)
@@ -130,6 +180,11 @@ internal sealed class UpstreamConnector(UpstreamTarget target, UpstreamSettings 
         if (clientCancelled)
         {
             return e;
+        }
+
+        if (ClientCertificateRefusal(e) is { } refused)
+        {
+            return refused;
         }
 
         var failure = e switch
@@ -229,4 +284,5 @@ internal sealed record UpstreamSettings(
     TimeSpan HandshakeTimeout,
     TimeSpan IdleTimeout,
     IReadOnlyDictionary<string, string> Resolve,
-    TimeSpan ResponseTimeout);
+    TimeSpan ResponseTimeout,
+    BackendTls.Sidecar.Tls.ClientCertificates? ClientCertificates = null);

@@ -1,3 +1,4 @@
+using System.Security.Cryptography.X509Certificates;
 using System.Net;
 using System.Net.Security;
 using BackendTls.Policy.Loading;
@@ -24,6 +25,7 @@ internal sealed class UpstreamTarget : IDisposable
     private readonly ILogger _logger;
     private readonly SslClientAuthenticationOptions _sslOptions;
     private readonly UpstreamSettings _settings;
+    private bool _asksForClientCertificate;
     private HttpMessageInvoker? _http2Invoker;
     private Gauge.Child? _openConnections;
     private int _protocol;
@@ -131,6 +133,7 @@ internal sealed class UpstreamTarget : IDisposable
         TargetHost = _sslOptions.TargetHost,
         EnabledSslProtocols = _sslOptions.EnabledSslProtocols,
         CipherSuitesPolicy = _sslOptions.CipherSuitesPolicy,
+        LocalCertificateSelectionCallback = SelectClientCertificate,
         CertificateRevocationCheckMode = _sslOptions.CertificateRevocationCheckMode,
         CertificateChainPolicy = _sslOptions.CertificateChainPolicy,
         RemoteCertificateValidationCallback = _sslOptions.RemoteCertificateValidationCallback,
@@ -140,6 +143,30 @@ internal sealed class UpstreamTarget : IDisposable
     private static readonly List<SslApplicationProtocol> Http2Alpn = [SslApplicationProtocol.Http2];
     private static readonly List<SslApplicationProtocol> Http11Alpn = [SslApplicationProtocol.Http11];
     private static readonly List<SslApplicationProtocol> BothAlpn = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11];
+
+    /// <summary>
+    /// True once the backend asked for a client certificate in a handshake. Some servers (.NET's among them)
+    /// refuse a certificate, or its absence, by closing the connection after the handshake without an alert:
+    /// then this is what tells that closing apart from any other reset.
+    /// </summary>
+    public bool BackendAsksForClientCertificate => Volatile.Read(ref _asksForClientCertificate);
+
+    /// <summary>
+    /// The current client certificate (so a renewal applies to the next handshake, in both lanes), or none.
+    /// </summary>
+    private X509Certificate2 SelectClientCertificate(object sender, string targetHost, X509CertificateCollection local, X509Certificate? remote, string[] issuers)
+    {
+        // .NET also asks once before the handshake (no server certificate yet): answering none then makes it
+        // ask again when the backend sends a CertificateRequest, which is how that request is seen.
+        if (remote is null)
+        {
+            return null!;
+        }
+
+        Volatile.Write(ref _asksForClientCertificate, true);
+
+        return _settings.ClientCertificates?.Current?.Context.TargetCertificate!;
+    }
 
     public void OnHandshakeCompleted(SslStream ssl, TimeSpan duration)
     {

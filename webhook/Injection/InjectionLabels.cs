@@ -30,6 +30,7 @@ internal static class InjectionLabels
     public const string IptablesMode = "backendtls.io/iptables-mode";
     public const string ProxyUid = "backendtls.io/proxy-uid";
     public const string UnknownDestination = "backendtls.io/unknown-destination";
+    public const string ClientCertificateSecret = "backendtls.io/client-certificate-secret";
 
     /// <summary>What the injector decided for capture (JSON, see <see cref="CaptureConfig"/>): read by the controller and a future CNI plugin.</summary>
     public const string CaptureConfig = "backendtls.io/capture-config";
@@ -41,5 +42,6 @@ internal static class InjectionLabels
     [
         SidecarImage, CpuRequest, CpuLimit, MemoryRequest, MemoryLimit, LogLevel, ListenPort, PolicyConfigMap, NativeSidecar, DrainTimeout,
         Capture, CapturePorts, ExcludeOutboundPorts, ExcludeOutboundCidrs, IncludeOutboundCidrs, IptablesMode, ProxyUid, UnknownDestination,
+        ClientCertificateSecret,
     ];
 }

@@ -52,6 +52,9 @@ internal sealed record InjectorSettings
 
     public string PolicyConfigMap { get; init; } = "backendtls-policy";
 
+    /// <summary>A kubernetes.io/tls Secret in the pod's namespace that the sidecar presents to backends (mutual TLS); null: none.</summary>
+    public string? ClientCertificateSecret { get; init; }
+
     /// <summary>Native sidecar (init container with restartPolicy Always, Kubernetes 1.29+); false for older clusters.</summary>
     public bool NativeSidecar { get; init; } = true;
 

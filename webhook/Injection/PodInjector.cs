@@ -113,7 +113,7 @@ internal static class PodInjector
         }
 
         EnsureArray(spec, "volumes").Add(rendered.Volume);
-        foreach (var volume in rendered.CaptureVolumes)
+        foreach (var volume in rendered.ExtraVolumes)
         {
             EnsureArray(spec, "volumes").Add(volume);
         }
@@ -153,7 +153,7 @@ internal static class PodInjector
             TemplateHash = rendered.Hash,
             AddedAnnotations = added,
             InitContainer = rendered.CaptureInit is null ? null : InjectorSettings.CaptureInitName,
-            ExtraVolumes = rendered.CaptureVolumes.Count == 0 ? null : rendered.CaptureVolumes.Select(v => (string)v["name"]!).ToList(),
+            ExtraVolumes = rendered.ExtraVolumes.Count == 0 ? null : rendered.ExtraVolumes.Select(v => (string)v["name"]!).ToList(),
         }.Serialize();
 
         var outcome = previous is null ? InjectionOutcome.Injected : InjectionOutcome.Updated;

@@ -69,6 +69,17 @@ internal static partial class PodOverrides
                     }
 
                     break;
+                case InjectionLabels.ClientCertificateSecret:
+                    if (BackendTls.Policy.Validation.Names.IsDns1123Subdomain(value))
+                    {
+                        settings = settings with { ClientCertificateSecret = value };
+                    }
+                    else
+                    {
+                        problem = "is not a Secret name (lower-case RFC 1123); name a kubernetes.io/tls Secret in the pod's namespace";
+                    }
+
+                    break;
                 case InjectionLabels.PolicyConfigMap:
                     if (BackendTls.Policy.Validation.Names.IsDns1123Subdomain(value))
                     {

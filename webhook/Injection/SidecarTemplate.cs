@@ -14,7 +14,16 @@ namespace BackendTls.Webhook.Injection;
 internal static class SidecarTemplate
 {
     /// <summary>The sidecar, its policy volume, and in transparent mode the capture-init container and its xtables lock volume.</summary>
-    public sealed record Rendered(JsonObject Container, JsonObject Volume, JsonObject? CaptureInit, IReadOnlyList<JsonObject> CaptureVolumes, string Hash);
+    /// <summary>What injection adds to a pod.</summary>
+    /// <param name="Container">The sidecar.</param>
+    /// <param name="Volume">The policy ConfigMap's volume.</param>
+    /// <param name="CaptureInit">The capture-init container (transparent mode).</param>
+    /// <param name="ExtraVolumes">Volumes beside the policy ConfigMap: capture's, and the client certificate's Secret.</param>
+    /// <param name="Hash">Of all of it: the status annotation's, so re-injection is detected.</param>
+    public sealed record Rendered(JsonObject Container, JsonObject Volume, JsonObject? CaptureInit, IReadOnlyList<JsonObject> ExtraVolumes, string Hash);
+
+    public const string ClientCertificateVolume = "backendtls-client-certificate";
+    public const string ClientCertificateDirectory = "/etc/backendtls/client-certificate";
 
     public const string IndexTokenVolume = "backendtls-index-token";
     public const string IndexTokenDirectory = "/var/run/secrets/backendtls/index";
@@ -46,6 +55,7 @@ internal static class SidecarTemplate
                         "--index-url", settings.IndexUrl, "--index-token-file", $"{IndexTokenDirectory}/token",
                     }
                     : [],
+                .. settings.ClientCertificateSecret is null ? [] : new[] { "--client-certificate-dir", ClientCertificateDirectory },
             ],
             Ports = [new V1ContainerPort { ContainerPort = InjectorSettings.AdminPort, Name = InjectorSettings.AdminPortName, Protocol = "TCP" }],
             Resources = new V1ResourceRequirements
@@ -72,6 +82,7 @@ internal static class SidecarTemplate
             [
                 new V1VolumeMount { MountPath = InjectorSettings.ConfigMountPath, Name = InjectorSettings.VolumeName, ReadOnlyProperty = true },
                 .. capture.Transparent ? new[] { new V1VolumeMount { MountPath = IndexTokenDirectory, Name = IndexTokenVolume, ReadOnlyProperty = true } } : [],
+                .. settings.ClientCertificateSecret is null ? [] : new[] { new V1VolumeMount { MountPath = ClientCertificateDirectory, Name = ClientCertificateVolume, ReadOnlyProperty = true } },
             ],
             TerminationMessagePolicy = "FallbackToLogsOnError",
         };
@@ -104,7 +115,7 @@ internal static class SidecarTemplate
         var volumeJson = ToJson(volume);
         var (init, xtables) = capture.Transparent ? CaptureInit(settings, capture) : (null, null);
         // The index is asked with a token for its audience only, rotated by kubelet.
-        JsonObject[] captureVolumes = capture.Transparent
+        JsonObject[] extraVolumes = capture.Transparent
             ?
             [
                 xtables!,
@@ -118,9 +129,20 @@ internal static class SidecarTemplate
                 }),
             ]
             : [];
+        if (settings.ClientCertificateSecret is { } secret)
+        {
+            // Key material reaches the pod only as this Secret volume, never through a ConfigMap. Optional: a
+            // pod whose Secret is not there yet starts, and the sidecar fails closed saying so.
+            extraVolumes = [.. extraVolumes, ToJson(new V1Volume
+            {
+                Name = ClientCertificateVolume,
+                Secret = new V1SecretVolumeSource { SecretName = secret, Optional = true, DefaultMode = 0b100_100_100 },
+            })];
+        }
+
         var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(
-            containerJson.ToJsonString() + volumeJson.ToJsonString() + init?.ToJsonString() + string.Concat(captureVolumes.Select(v => v.ToJsonString())))))[..16];
-        return new Rendered(containerJson, volumeJson, init, captureVolumes, hash);
+            containerJson.ToJsonString() + volumeJson.ToJsonString() + init?.ToJsonString() + string.Concat(extraVolumes.Select(v => v.ToJsonString())))))[..16];
+        return new Rendered(containerJson, volumeJson, init, extraVolumes, hash);
     }
 
     /// <summary>

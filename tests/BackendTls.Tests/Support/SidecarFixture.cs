@@ -43,6 +43,9 @@ internal sealed class SidecarFixture : IAsyncDisposable
 
     public TimeSpan BodyIdleTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>A mounted kubernetes.io/tls Secret's directory, presented to backends (mutual TLS).</summary>
+    public string? ClientCertificateDir { get; init; }
+
     public string ProxyUrl => $"http://127.0.0.1:{ListenPort}";
 
     public string AdminUrl => $"http://127.0.0.1:{AdminPort}";
@@ -72,6 +75,7 @@ internal sealed class SidecarFixture : IAsyncDisposable
             DrainTimeout = DrainTimeout,
             ResponseTimeout = ResponseTimeout,
             BodyIdleTimeout = BodyIdleTimeout,
+            ClientCertificateDir = ClientCertificateDir,
             ReloadPollInterval = TimeSpan.FromMilliseconds(200),
             LogLevel = LogLevel.Warning,
         };

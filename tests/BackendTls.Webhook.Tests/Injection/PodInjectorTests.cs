@@ -168,6 +168,7 @@ public class PodInjectorTests
     [InlineData(InjectionLabels.SidecarImage, "has spaces")]
     [InlineData(InjectionLabels.DrainTimeout, "forever")]
     [InlineData(InjectionLabels.LogLevel, "loud")]
+    [InlineData(InjectionLabels.ClientCertificateSecret, "../etc")]
     public void Annotations_InvalidValue_DefaultAndWarning(string key, string value)
     {
         var pod = Corpus.Load("no-volumes.yaml");
@@ -180,6 +181,28 @@ public class PodInjectorTests
         Assert.Contains($"{key}=\"{value}\"", warning, StringComparison.Ordinal);
         Assert.Contains("using the default", warning, StringComparison.Ordinal);
         Assert.Equal(SidecarTemplate.Render(Defaults, ExplicitCapture).Hash, InjectionStatus.TryParse((string?)result.Pod["metadata"]!["annotations"]![InjectionLabels.Status])!.TemplateHash);
+    }
+
+    [Fact]
+    public void ClientCertificateSecret_MountedAsASecretVolume_ReadOnly_NeverThroughTheConfigMap()
+    {
+        var pod = Corpus.Load("no-volumes.yaml");
+        pod["metadata"]!["annotations"] = new JsonObject { [InjectionLabels.ClientCertificateSecret] = "gateway-client-tls" };
+
+        var result = Inject(pod);
+
+        Assert.Empty(result.Warnings);
+        var spec = Typed(result.Pod).Spec;
+        var sidecar = spec.InitContainers[0];
+        Assert.Equal(SidecarTemplate.ClientCertificateDirectory, sidecar.Args[sidecar.Args.IndexOf("--client-certificate-dir") + 1]);
+        var mount = sidecar.VolumeMounts.Single(m => m.Name == SidecarTemplate.ClientCertificateVolume);
+        Assert.True(mount.ReadOnlyProperty);
+        var volume = spec.Volumes.Single(v => v.Name == SidecarTemplate.ClientCertificateVolume);
+        Assert.Equal(("gateway-client-tls", true), (volume.Secret.SecretName, volume.Secret.Optional!.Value));
+        // Only the sidecar sees it: the gateway's own containers get no mount of the key.
+        Assert.All(spec.Containers, c => Assert.DoesNotContain(c.VolumeMounts ?? [], m => m.Name == SidecarTemplate.ClientCertificateVolume));
+        // Re-injection with the same annotation changes nothing.
+        Assert.False(Inject(result.Pod).Changed);
     }
 
     [Fact]
