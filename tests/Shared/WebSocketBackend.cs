@@ -2,7 +2,6 @@ using System.Net;
 using System.Net.WebSockets;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.AspNetCore.Server.Kestrel.Https;
 
 namespace BackendTls.Tests.Shared;
 
@@ -31,23 +30,7 @@ internal sealed class WebSocketBackend : IAsyncDisposable
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(kestrel =>
-        {
-            void Tls(ListenOptions listen)
-            {
-                listen.Protocols = HttpProtocols.Http1AndHttp2;
-                listen.UseHttps(new HttpsConnectionAdapterOptions { ServerCertificate = certificate });
-            }
-
-            if (listening is null)
-            {
-                kestrel.Listen(IPAddress.Loopback, 0, Tls);
-            }
-            else
-            {
-                kestrel.ListenHandle((ulong)listening.Handle, Tls);
-            }
-        });
+        builder.WebHost.ConfigureKestrel(kestrel => TlsListener.Listen(kestrel, certificate, HttpProtocols.Http1AndHttp2, listening));
         var app = builder.Build();
         WebSocketBackend? self = null;
         app.UseWebSockets();
@@ -82,7 +65,7 @@ internal sealed class WebSocketBackend : IAsyncDisposable
             }
         });
         await app.StartAsync();
-        self = new WebSocketBackend(app, listening is null ? new Uri(app.Urls.First()).Port : ((IPEndPoint)listening.LocalEndPoint!).Port);
+        self = new WebSocketBackend(app, TlsListener.PortOf(app, listening));
         return self;
     }
 

@@ -70,26 +70,10 @@ internal static partial class PodOverrides
 
                     break;
                 case InjectionLabels.ClientCertificateSecret:
-                    if (BackendTls.Policy.Validation.Names.IsDns1123Subdomain(value))
-                    {
-                        settings = settings with { ClientCertificateSecret = value };
-                    }
-                    else
-                    {
-                        problem = "is not a Secret name (lower-case RFC 1123); name a kubernetes.io/tls Secret in the pod's namespace";
-                    }
-
+                    settings = ObjectName(value, "Secret", n => settings with { ClientCertificateSecret = n }, ref problem, "; name a kubernetes.io/tls Secret in the pod's namespace") ?? settings;
                     break;
                 case InjectionLabels.PolicyConfigMap:
-                    if (BackendTls.Policy.Validation.Names.IsDns1123Subdomain(value))
-                    {
-                        settings = settings with { PolicyConfigMap = value };
-                    }
-                    else
-                    {
-                        problem = "is not a ConfigMap name (lower-case RFC 1123)";
-                    }
-
+                    settings = ObjectName(value, "ConfigMap", n => settings with { PolicyConfigMap = n }, ref problem) ?? settings;
                     break;
                 case InjectionLabels.NativeSidecar:
                     if (bool.TryParse(value, out var native))
@@ -163,6 +147,18 @@ internal static partial class PodOverrides
         }
 
         problem = NotAQuantity;
+        return null;
+    }
+
+    /// <summary>A Kubernetes object name (lower-case RFC 1123 subdomain) for a setting, or the problem.</summary>
+    private static InjectorSettings? ObjectName(string value, string kind, Func<string, InjectorSettings> apply, ref string? problem, string hint = "")
+    {
+        if (BackendTls.Policy.Validation.Names.IsDns1123Subdomain(value))
+        {
+            return apply(value);
+        }
+
+        problem = $"is not a {kind} name (lower-case RFC 1123){hint}";
         return null;
     }
 

@@ -37,10 +37,11 @@ public class LifecycleTests
         using var ca = CertificateAuthority.Create("CN=Root");
         using var leaf = ca.Issue("CN=backend", dnsNames: [Hostname]);
         await using var backend = await EchoBackend.StartAsync(leaf);
-        await using var sidecar = new SidecarFixture { ResponseTimeout = TimeSpan.FromMilliseconds(400) };
+        // 1.5 s: short next to the slow backend's 4 s, long enough for a fast request on a busy CI machine.
+        await using var sidecar = new SidecarFixture { ResponseTimeout = TimeSpan.FromMilliseconds(1500) };
         await sidecar.StartForBackendAsync(backend.Port, ca.CertificatePem, Hostname);
 
-        using var slow = await sidecar.GetAsync(Hostname, "/slow?delayMs=3000");
+        using var slow = await sidecar.GetAsync(Hostname, "/slow?delayMs=4000");
         using var fast = await sidecar.GetAsync(Hostname, "/fast");
 
         Assert.Equal(HttpStatusCode.GatewayTimeout, slow.StatusCode);

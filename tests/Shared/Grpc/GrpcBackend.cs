@@ -3,7 +3,6 @@ using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
 using Grpc.Net.Client;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.AspNetCore.Server.Kestrel.Https;
 
 namespace BackendTls.Tests.Shared.Grpc;
 
@@ -132,27 +131,11 @@ internal sealed class GrpcBackend : IAsyncDisposable
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.Services.AddGrpc(o => o.MaxReceiveMessageSize = o.MaxSendMessageSize = 64 * 1024 * 1024);
-        builder.WebHost.ConfigureKestrel(kestrel =>
-        {
-            void Tls(ListenOptions listen)
-            {
-                listen.Protocols = HttpProtocols.Http2;
-                listen.UseHttps(new HttpsConnectionAdapterOptions { ServerCertificate = certificate });
-            }
-
-            if (listening is null)
-            {
-                kestrel.Listen(IPAddress.Loopback, 0, Tls);
-            }
-            else
-            {
-                kestrel.ListenHandle((ulong)listening.Handle, Tls);
-            }
-        });
+        builder.WebHost.ConfigureKestrel(kestrel => TlsListener.Listen(kestrel, certificate, HttpProtocols.Http2, listening));
         var app = builder.Build();
         app.MapGrpcService<EchoService>();
         await app.StartAsync();
-        return new GrpcBackend(app, listening is null ? new Uri(app.Urls.First()).Port : ((IPEndPoint)listening.LocalEndPoint!).Port);
+        return new GrpcBackend(app, TlsListener.PortOf(app, listening));
     }
 
     public async ValueTask DisposeAsync()
