@@ -238,7 +238,9 @@ internal sealed class ProxyConnection : IHeartbeatTarget, IDisposable
         Input.Release();
         var feature = new H2cConnectionFeature(Role, LocalPort, OriginalDestination, Encoding.ASCII.GetString(RemoteAddress));
         using var stop = Token.Register(static socket => ((Socket)socket!).Close(), _socket);
-        await _context.H2c.RunAsync(Stream, alreadyRead, _socket.LocalEndPoint, _socket.RemoteEndPoint, feature, Abort);
+        // Ends when Kestrel is done with it, or when the connection is cut (drain timeout, shutdown), even
+        // if Kestrel, stopping itself, never took it.
+        await _context.H2c.RunAsync(Stream, alreadyRead, _socket.LocalEndPoint, _socket.RemoteEndPoint, feature, Abort).WaitAsync(Token);
     }
 
     /// <summary>After a timeout cancelled the exchange: answer with a fresh token, count it; the connection then closes.</summary>

@@ -147,6 +147,30 @@ public sealed class GrpcTests
         Assert.Contains("reason=\"hostname_mismatch\"} 1", await bed.Sidecar.MetricsAsync(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Shutdown_WithAStreamStillRunning_EndsWithinTheDrainTimeout()
+    {
+        EchoService.Seen.Clear();
+        using var ca = CertificateAuthority.Create("CN=Test Root");
+        await using var backend = await GrpcBackend.StartAsync(ca.Issue("CN=grpc", dnsNames: [Hostname]));
+        var sidecar = new SidecarFixture { DrainTimeout = TimeSpan.FromSeconds(1) };
+        await sidecar.StartForBackendAsync(backend.Port, ca.CertificatePem, Hostname);
+        using var channel = Channel(sidecar.ListenPort);
+        using var call = channel.CreateCallInvoker().AsyncServerStreamingCall(EchoGrpc.Split, null, new CallOptions(), Text("100,100")); // 10 s
+        Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
+
+        var stopping = System.Diagnostics.Stopwatch.StartNew();
+        await sidecar.StopAsync();
+        Assert.True(stopping.Elapsed < TimeSpan.FromSeconds(6), $"shutdown took {stopping.Elapsed} with a drain timeout of 1 s");
+        await sidecar.DisposeAsync();
+        await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            while (await call.ResponseStream.MoveNext(CancellationToken.None))
+            {
+            }
+        });
+    }
+
     [SkippableFact]
     public async Task NginxGrpcPass_InFront_UnaryAndStreaming()
     {
