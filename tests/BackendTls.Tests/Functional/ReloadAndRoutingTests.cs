@@ -127,6 +127,15 @@ public class ReloadAndRoutingTests
 
         Assert.Empty(failures);
         Assert.True(completed > 50, $"only {completed} requests ran");
+
+        // Step 2: only the new CA. The backend still serves the old CA's certificate, so once the reload
+        // applies (a changed target gets a new pool) it is refused: the old trust is really gone.
+        sidecar.Render(Inputs(newCa.CertificatePem));
+        await SidecarFixture.EventuallyAsync(async () =>
+        {
+            using var response = await sidecar.GetAsync(Hostname);
+            return response.StatusCode == HttpStatusCode.BadGateway && response.Headers.GetValues("x-backendtls-error").Single() == "untrusted_root";
+        }, "only the new CA trusted: the old certificate refused");
     }
 
     [Fact]
