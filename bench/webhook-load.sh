@@ -3,8 +3,11 @@
 # gateway pod over HTTPS/2, as the API server sends them. Prints p50/p99/max latency and checks that every
 # answer was a 200 with a patch. Needs: dotnet, openssl, h2load (apt-get install nghttp2-client).
 # Usage: bash bench/webhook-load.sh [REQUESTS=1000] [CONCURRENCY=1000]
+#        bash bench/webhook-load.sh rate [REVIEWS_PER_SECOND=500] [SECONDS=20]   (sustained, fixed rate, 10 connections)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mode=count
+if [ "${1:-}" = rate ]; then mode=rate; rate=${2:-500}; seconds=${3:-20}; set -- 1000 1000; fi
 requests=${1:-1000}
 concurrency=${2:-1000}
 work=$(mktemp -d)
@@ -29,10 +32,17 @@ JSON
 
 warm=$((concurrency < 100 ? concurrency : 100))
 h2load -n 200 -c "$warm" -m 1 -d "$work/review.json" -H 'content-type: application/json' "https://127.0.0.1:$port/mutate" >/dev/null
-clients=$((concurrency < 100 ? concurrency : 100)); streams=$(( (concurrency + clients - 1) / clients ))
-echo "== $requests AdmissionReviews, $concurrency in flight ($clients connections x $streams streams), HTTPS/2"
-h2load -n "$requests" -c "$clients" -m "$streams" -d "$work/review.json" -H 'content-type: application/json' \
-  --log-file="$work/requests.log" "https://127.0.0.1:$port/mutate" | tee "$work/h2load.txt" | grep -E "^(finished|requests|status codes)"
+if [ "$mode" = rate ]; then
+  # 10 connections, each sending at rate/10 per second (h2load's --rps is per client), for the duration.
+  echo "== AdmissionReviews at $rate/s for ${seconds}s (10 connections, fixed rate), HTTPS/2"
+  h2load -c 10 -m 1 --rps $((rate / 10)) -D "$seconds" -d "$work/review.json" -H 'content-type: application/json' \
+    --log-file="$work/requests.log" "https://127.0.0.1:$port/mutate" | tee "$work/h2load.txt" | grep -E "^(finished|requests|status codes)"
+else
+  clients=$((concurrency < 100 ? concurrency : 100)); streams=$(( (concurrency + clients - 1) / clients ))
+  echo "== $requests AdmissionReviews, $concurrency in flight ($clients connections x $streams streams), HTTPS/2"
+  h2load -n "$requests" -c "$clients" -m "$streams" -d "$work/review.json" -H 'content-type: application/json' \
+    --log-file="$work/requests.log" "https://127.0.0.1:$port/mutate" | tee "$work/h2load.txt" | grep -E "^(finished|requests|status codes)"
+fi
 # log columns: start (us), status, latency (us)
 sort -n -k3 "$work/requests.log" | awk '{ l[NR]=$3; s[NR]=$2 } END {
   n=NR; bad=0; for (i=1;i<=n;i++) if (s[i]!=200) bad++;
