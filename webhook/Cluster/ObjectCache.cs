@@ -1,13 +1,11 @@
-using System.Net;
 using k8s;
-using k8s.Autorest;
 
 namespace BackendTls.Webhook.Cluster;
 
 /// <summary>
 /// One kind of object, kept current by list-then-watch (an informer): every replica reads from memory, so
 /// admission never calls the API per review. Each object is projected to what we keep (a fraction of it)
-/// as it arrives. On 410 Gone or a broken watch it lists again; failures back off up to 30 s.
+/// as it arrives. The loop (relist on 410 Gone or a broken watch, backoff up to 30 s) is <see cref="ListWatch"/>.
 /// </summary>
 /// <typeparam name="TObject">The API object.</typeparam>
 /// <typeparam name="TItem">What is kept of it (null: nothing).</typeparam>
@@ -46,88 +44,52 @@ internal sealed partial class ObjectCache<TObject, TItem>(
         }
     }
 
-    public async Task RunAsync(CancellationToken cancellationToken)
-    {
-        var backoff = TimeSpan.FromSeconds(1);
-        while (!cancellationToken.IsCancellationRequested)
+    public Task RunAsync(CancellationToken cancellationToken) => ListWatch.RunAsync(
+        async token =>
         {
-            try
+            var (objects, resourceVersion) = await list(token);
+            var fresh = new Dictionary<string, TItem>(StringComparer.Ordinal);
+            foreach (var obj in objects)
             {
-                var (objects, resourceVersion) = await list(cancellationToken);
-                var fresh = new Dictionary<string, TItem>(StringComparer.Ordinal);
-                foreach (var obj in objects)
+                if (project(obj) is { } item)
                 {
-                    if (project(obj) is { } item)
-                    {
-                        fresh[key(obj)] = item;
-                    }
+                    fresh[key(obj)] = item;
                 }
-
-                IReadOnlyCollection<string> changed;
-                lock (_lock)
-                {
-                    changed = _items.Keys.Union(fresh.Keys).ToList();
-                    _items = fresh;
-                }
-
-                Synced = true;
-                Changed?.Invoke(changed);
-                await foreach (var (type, obj) in watch(resourceVersion, cancellationToken))
-                {
-                    if (type == WatchEventType.Error)
-                    {
-                        LogRelist(logger, what);
-                        break;
-                    }
-
-                    if (type == WatchEventType.Bookmark)
-                    {
-                        continue;
-                    }
-
-                    var itemKey = key(obj);
-                    var item = type == WatchEventType.Deleted ? null : project(obj);
-                    lock (_lock)
-                    {
-                        if (item is null)
-                        {
-                            _items.Remove(itemKey);
-                        }
-                        else
-                        {
-                            _items[itemKey] = item;
-                        }
-                    }
-
-                    Changed?.Invoke([itemKey]);
-                }
-
-                backoff = TimeSpan.FromSeconds(1); // the server ended the watch: list again
             }
-            catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Gone)
+
+            IReadOnlyCollection<string> changed;
+            lock (_lock)
             {
-                LogRelist(logger, what);
+                changed = _items.Keys.Union(fresh.Keys).ToList();
+                _items = fresh;
             }
-            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception e)
-            {
-                LogFailed(logger, what, e.Message, backoff.TotalSeconds);
-                try
-                {
-                    await Task.Delay(backoff, cancellationToken);
-                }
-                catch (OperationCanceledException)
-                {
-                    return;
-                }
 
-                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
+            Synced = true;
+            Changed?.Invoke(changed);
+            return resourceVersion;
+        },
+        watch,
+        (type, obj) =>
+        {
+            var itemKey = key(obj);
+            var item = type == WatchEventType.Deleted ? null : project(obj);
+            lock (_lock)
+            {
+                if (item is null)
+                {
+                    _items.Remove(itemKey);
+                }
+                else
+                {
+                    _items[itemKey] = item;
+                }
             }
-        }
-    }
+
+            Changed?.Invoke([itemKey]);
+        },
+        () => LogRelist(logger, what),
+        (problem, seconds) => LogFailed(logger, what, problem, seconds),
+        cancellationToken);
 
     [LoggerMessage(80, LogLevel.Debug, "Cache of {What}: resourceVersion expired, listing again", EventName = "CacheRelist")]
     private static partial void LogRelist(ILogger logger, string what);

@@ -1,14 +1,13 @@
-using System.Net;
+using BackendTls.Webhook.Cluster;
 using k8s;
-using k8s.Autorest;
 
 namespace BackendTls.Webhook.Controller;
 
 /// <summary>
 /// Watches one kind of object and signals the controller when anything changes. Level-triggered: a pass
 /// re-reads everything, so the watch only has to say "now"; missing an event costs at most one resync
-/// interval. List, then watch from the list's resourceVersion (with bookmarks); on 410 Gone or an error
-/// event, list again; on failures, back off exponentially up to 30 s.
+/// interval. The loop (list, watch from its resourceVersion, relist on 410 Gone or an error event, back off
+/// up to 30 s) is <see cref="ListWatch"/>, the one the admission caches run.
 /// </summary>
 /// <param name="what">For logs.</param>
 /// <param name="list">Lists the kind and returns the list's resourceVersion.</param>
@@ -24,55 +23,25 @@ internal sealed partial class ChangeWatch(
 {
     public int Lists { get; private set; }
 
-    public async Task RunAsync(CancellationToken cancellationToken)
-    {
-        var backoff = TimeSpan.FromSeconds(1);
-        while (!cancellationToken.IsCancellationRequested)
+    public Task RunAsync(CancellationToken cancellationToken) => ListWatch.RunAsync(
+        async token =>
         {
-            try
-            {
-                Lists++;
-                var resourceVersion = await list(cancellationToken);
-                signal();
-                await foreach (var type in watch(resourceVersion, cancellationToken))
-                {
-                    if (type == WatchEventType.Error)
-                    {
-                        // Typically 410 Gone: our resourceVersion is too old. Relist.
-                        LogRelist(logger, what);
-                        break;
-                    }
+            Lists++;
+            var resourceVersion = await list(token);
+            signal();
+            return resourceVersion;
+        },
+        (resourceVersion, token) => Events(watch(resourceVersion, token)),
+        (_, _) => signal(),
+        () => LogRelist(logger, what),
+        (problem, seconds) => LogFailed(logger, what, problem, seconds),
+        cancellationToken);
 
-                    if (type != WatchEventType.Bookmark)
-                    {
-                        signal();
-                    }
-                }
-
-                backoff = TimeSpan.FromSeconds(1); // the server ended the watch (timeout): relist and go on
-            }
-            catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Gone)
-            {
-                LogRelist(logger, what);
-            }
-            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception e)
-            {
-                LogFailed(logger, what, e.Message, backoff.TotalSeconds);
-                try
-                {
-                    await Task.Delay(backoff, cancellationToken);
-                }
-                catch (OperationCanceledException)
-                {
-                    return;
-                }
-
-                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
-            }
+    private static async IAsyncEnumerable<(WatchEventType Type, bool Object)> Events(IAsyncEnumerable<WatchEventType> types)
+    {
+        await foreach (var type in types)
+        {
+            yield return (type, true); // only the type matters: a pass re-reads everything
         }
     }
 
