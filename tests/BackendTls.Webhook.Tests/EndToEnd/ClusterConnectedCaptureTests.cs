@@ -162,13 +162,7 @@ public sealed class ClusterConnectedCaptureTests(Xunit.Abstractions.ITestOutputH
                   }
                 """, 8080, ns: gw, mainBlock: "user nobody nogroup;"));
 
-            async Task<(string Status, string Reason, string Body)> Get(string path)
-            {
-                var (_, output) = await gw.ExecAsync("curl", "-s", "-m", "10", "-D", "-", $"http://127.0.0.1:8080{path}");
-                var head = output.Split("\r\n\r\n")[0];
-                var reason = head.Split("\r\n").FirstOrDefault(l => l.StartsWith("x-backendtls-error:", StringComparison.OrdinalIgnoreCase))?[19..].Trim() ?? string.Empty;
-                return (head.Length > 12 ? head[9..12] : "none", reason, output.Contains("\r\n\r\n", StringComparison.Ordinal) ? output[(output.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4)..] : output);
-            }
+            Task<(string Status, string Reason, string Body)> Get(string path) => TransparentCaptureTests.GatewayGetAsync(gw, path);
 
             // Neither endpoint is in the mounted file: both are known from the live index.
             Assert.Equal(("200", string.Empty, "web sni=be1.backend.test at=198.18.1.2\n"), await Get("/web"));

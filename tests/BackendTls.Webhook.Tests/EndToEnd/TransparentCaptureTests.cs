@@ -218,13 +218,7 @@ public sealed class TransparentCaptureTests
                   }
                 """, 8080, ns: gw, mainBlock: "user nobody nogroup;"));
 
-            async Task<(string Status, string Reason, string Body)> Get(string path)
-            {
-                var (_, output) = await gw.ExecAsync("curl", "-s", "-m", "10", "-D", "-", $"http://127.0.0.1:8080{path}");
-                var head = output.Split("\r\n\r\n")[0];
-                var reason = head.Split("\r\n").FirstOrDefault(l => l.StartsWith("x-backendtls-error:", StringComparison.OrdinalIgnoreCase))?[19..].Trim() ?? string.Empty;
-                return (head.Length > 12 ? head[9..12] : "none", reason, output.Contains("\r\n\r\n", StringComparison.Ordinal) ? output[(output.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4)..] : output);
-            }
+            Task<(string Status, string Reason, string Body)> Get(string path) => GatewayGetAsync(gw, path);
 
             // 1. A policy target: verified TLS to exactly the pod the gateway chose, the policy's SNI, the gateway's Host.
             Assert.Equal(("200", string.Empty, "web sni=be1.backend.test host=web.example uri=/web at=198.18.1.2\n"), await Get("/web"));
@@ -312,6 +306,16 @@ public sealed class TransparentCaptureTests
 
             Directory.Delete(work, recursive: true);
         }
+    }
+
+    /// <summary>A request as the gateway's client makes it (curl in the gateway's namespace, to its nginx on 8080): status, x-backendtls-error, body.</summary>
+    internal static async Task<(string Status, string Reason, string Body)> GatewayGetAsync(NetworkNamespace gw, string path)
+    {
+        var (_, output) = await gw.ExecAsync("curl", "-s", "-m", "10", "-D", "-", $"http://127.0.0.1:8080{path}");
+        var split = output.IndexOf("\r\n\r\n", StringComparison.Ordinal);
+        var head = split < 0 ? output : output[..split];
+        var reason = head.Split("\r\n").FirstOrDefault(l => l.StartsWith("x-backendtls-error:", StringComparison.OrdinalIgnoreCase))?[19..].Trim() ?? string.Empty;
+        return (head.Length > 12 ? head[9..12] : "none", reason, split < 0 ? output : output[(split + 4)..]);
     }
 
     internal static void WritePem(string directory, string name, X509Certificate2 leaf)
