@@ -23,13 +23,6 @@ namespace BackendTls.Sidecar.Forwarding;
 /// </summary>
 internal sealed class H2cLane(ProxyContext context)
 {
-    private static readonly HashSet<string> HopByHop = new(StringComparer.OrdinalIgnoreCase)
-    {
-        "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Host", "X-Forwarded-For",
-    };
-
-    private static readonly UriCreationOptions RawTarget = new() { DangerousDisablePathAndQueryCanonicalization = true };
-
     public async Task HandleAsync(HttpContext http)
     {
         var connection = http.Features.Get<H2cConnectionFeature>()!;
@@ -147,10 +140,7 @@ internal sealed class H2cLane(ProxyContext context)
     private static HttpRequestMessage CreateRequest(HttpContext http, H2cConnectionFeature connection, UpstreamTarget target)
     {
         var rawTarget = http.Features.Get<IHttpRequestFeature>()?.RawTarget ?? (http.Request.Path + http.Request.QueryString);
-        var baseUri = connection.OriginalDestination is { } destination
-            ? $"https://{(destination.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{destination.Address}]" : destination.Address.ToString())}:{destination.Port}"
-            : target.Http2BaseUri;
-        var message = new HttpRequestMessage(HttpMethod.Parse(http.Request.Method), new Uri(baseUri + rawTarget, RawTarget))
+        var message = new HttpRequestMessage(HttpMethod.Parse(http.Request.Method), new Uri(Http2Lane.BaseUri(target, connection.OriginalDestination) + rawTarget, Http2Lane.RawTarget))
         {
             Version = HttpVersion.Version20,
             VersionPolicy = HttpVersionPolicy.RequestVersionExact,
@@ -164,15 +154,17 @@ internal sealed class H2cLane(ProxyContext context)
         string? forwardedFor = null;
         foreach (var (name, values) in http.Request.Headers)
         {
-            if (name.StartsWith(':') || HopByHop.Contains(name))
+            if (name.Equals("X-Forwarded-For", StringComparison.OrdinalIgnoreCase))
             {
-                forwardedFor = name.Equals("X-Forwarded-For", StringComparison.OrdinalIgnoreCase) ? values.ToString() : forwardedFor;
+                forwardedFor = values.ToString();
                 continue;
             }
 
-            if (name.Equals("TE", StringComparison.OrdinalIgnoreCase) && !values.ToString().Equals("trailers", StringComparison.OrdinalIgnoreCase))
+            // Over HTTP/2 only "TE: trailers" may travel (RFC 9113 §8.2.2), and gRPC needs it; the Host is set below.
+            var teTrailers = name.Equals("TE", StringComparison.OrdinalIgnoreCase) && values.ToString().Equals("trailers", StringComparison.OrdinalIgnoreCase);
+            if (name.StartsWith(':') || name.Equals("Host", StringComparison.OrdinalIgnoreCase) || (Http2Lane.IsHopByHop(name) && !teTrailers))
             {
-                continue; // over HTTP/2 only "TE: trailers" is allowed (RFC 9113 §8.2.2); gRPC sends exactly that
+                continue;
             }
 
             forwardedProto |= name.Equals("X-Forwarded-Proto", StringComparison.OrdinalIgnoreCase);
@@ -199,7 +191,7 @@ internal sealed class H2cLane(ProxyContext context)
         http.Response.StatusCode = status;
         foreach (var (name, values) in response.Headers.NonValidated)
         {
-            if (!HopByHop.Contains(name))
+            if (!Http2Lane.IsHopByHop(name))
             {
                 http.Response.Headers.Append(name, values.ToArray());
             }

@@ -17,7 +17,19 @@ namespace BackendTls.Sidecar.Forwarding;
 /// </summary>
 internal static class Http2Lane
 {
-    private static readonly UriCreationOptions RawTarget = new() { DangerousDisablePathAndQueryCanonicalization = true };
+    /// <summary>The request-target as the gateway sent it: never decoded or normalised (shared with the h2c lane).</summary>
+    public static readonly UriCreationOptions RawTarget = new() { DangerousDisablePathAndQueryCanonicalization = true };
+
+    /// <summary>
+    /// Where a request to the target goes: the policy hostname's URI (the connector dials the Service), or a
+    /// captured connection's original destination. Shared with the h2c lane.
+    /// </summary>
+    public static string BaseUri(UpstreamTarget target, IPEndPoint? destination) => destination is null
+        ? target.Http2BaseUri
+        : $"https://{(destination.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{destination.Address}]" : destination.Address.ToString())}:{destination.Port}";
+
+    /// <summary>The connection's own fields (RFC 9110 §7.6.1), never forwarded either way by the HTTP/2 lanes.</summary>
+    public static bool IsHopByHop(string name) => HopByHop.Contains(name);
 
     /// <param name="client">The gateway's connection.</param>
     /// <param name="target">The target.</param>
@@ -63,8 +75,7 @@ internal static class Http2Lane
         // The URI's authority keys the handler's pool and is where it connects: the policy hostname (then the
         // connector dials the Service), or a captured connection's original destination. The SNI is always
         // the policy hostname (the handler's TargetHost), the :authority the gateway's Host.
-        var baseUri = destination is null ? target.Http2BaseUri : $"https://{(destination.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{destination.Address}]" : destination.Address.ToString())}:{destination.Port}";
-        var message = new HttpRequestMessage(HttpMethod.Parse(request.Method), new Uri(baseUri + Encoding.ASCII.GetString(request.ForwardedTarget), RawTarget))
+        var message = new HttpRequestMessage(HttpMethod.Parse(request.Method), new Uri(BaseUri(target, destination) + Encoding.ASCII.GetString(request.ForwardedTarget), RawTarget))
         {
             Version = HttpVersion.Version20,
             VersionPolicy = HttpVersionPolicy.RequestVersionExact,
